@@ -1,0 +1,27 @@
+"""xai: where an image classifier looks. Grad-CAM, Grad-CAM++, Eigen-CAM and XGrad-CAM at the
+first, middle and last layers of any ImageNet classifier, from one forward and one backward."""
+
+from .cams import DEFAULT_METHODS, METHODS, CamMethod, register_method
+from .engine import DEFAULT_DEPTHS, Explanation, Prediction, explain, explain_batch
+from .errors import (
+    ImageError,
+    LayerError,
+    MethodError,
+    TargetError,
+    UnknownModelError,
+    WeightsUnavailableError,
+    XaiError,
+)
+from .images import load_image, prepare
+from .layers import LayerInfo, conv_layers, resolve_layer, stage_layers
+from .models import DEFAULT_MODEL, LoadedModel, load_model, register_model, registered_models, wrap_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_DEPTHS", "DEFAULT_METHODS", "DEFAULT_MODEL", "METHODS", "CamMethod", "Explanation",
+    "ImageError", "LayerError", "LayerInfo", "LoadedModel", "MethodError", "Prediction",
+    "TargetError", "UnknownModelError", "WeightsUnavailableError", "XaiError", "conv_layers",
+    "explain", "explain_batch", "load_image", "load_model", "prepare", "register_method",
+    "register_model", "registered_models", "resolve_layer", "stage_layers", "wrap_model",
+]

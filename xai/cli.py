@@ -1,0 +1,117 @@
+"""Command line: ``python -m xai explain IMAGE... --out DIR`` and ``python -m xai layers MODEL``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .cams import DEFAULT_METHODS, GUIDED
+from .engine import DEFAULT_DEPTHS, Explanation, explain
+from .errors import XaiError
+from .layers import conv_layers, stage_layers
+from .models import DEFAULT_MODEL, load_model
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m xai",
+                                description="Where does an image classifier look?")
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("explain", help="write a CAM gallery, overlays and a JSON manifest")
+    e.add_argument("images", nargs="+", metavar="IMAGE")
+    e.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
+    e.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
+    e.add_argument("--depths", nargs="+", default=list(DEFAULT_DEPTHS),
+                   help="first middle last, fractions in [0, 1], conv:N or module names")
+    e.add_argument("--mode", choices=("stages", "convs"), default="stages")
+    e.add_argument("--target", nargs="+", default=None, help="class indices or labels")
+    e.add_argument("--top-k", type=int, default=None, help="explain the k most probable classes")
+    e.add_argument("--guided", action="store_true", help="add Guided Grad-CAM")
+    e.add_argument("--fit", choices=("crop", "full"), default="crop",
+                   help="crop: the model's centre crop; full: the whole image")
+    e.add_argument("--alpha", type=float, default=0.5, help="heat-map weight in overlays")
+    e.add_argument("--random-weights", action="store_true", help="pretrained=False (timing)")
+    e.add_argument("--out", required=True, type=Path, help="output folder")
+    ly = sub.add_parser("layers", help="print the resolved layers and the conv count")
+    ly.add_argument("model", nargs="?", default=DEFAULT_MODEL)
+    ly.add_argument("--all", action="store_true", help="list every conv layer")
+    ly.add_argument("--random-weights", action="store_true")
+    return p
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def write_outputs(result: Explanation, out: Path, stem: str, alpha: float = 0.5) -> dict:
+    """Save the gallery, every overlay and return the manifest entry with the file names."""
+    from PIL import Image
+
+    from .render import gallery, panels
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"gallery": f"{stem}_gallery.png", "overlays": []}
+    gallery(result, alpha=alpha).save(out / files["gallery"])
+    for tgt in result.targets:
+        for pic, method, depth, caption in panels(result, tgt.index, alpha):
+            name = f"{stem}_{_slug(tgt.label)}_{_slug(method)}_{_slug(depth)}.png"
+            Image.fromarray(pic).save(out / name)
+            files["overlays"].append({"file": name, "method": method, "depth": depth,
+                                      "target": tgt.index, "caption": caption})
+    return dict(result.manifest(), files=files)
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    model = load_model(args.model, pretrained=not args.random_weights)
+    entries = []
+    stems: set[str] = set()
+    bar = tqdm(args.images, desc="explaining", unit="image", disable=len(args.images) < 2,
+               file=sys.stderr)
+    for path in bar:
+        stem = _slug(Path(path).stem) or "image"
+        while stem in stems:
+            stem += "-1"
+        stems.add(stem)
+        result = explain(model, path, args.methods, args.depths, mode=args.mode,
+                         targets=args.target, top_k=args.top_k, guided=args.guided, fit=args.fit)
+        entry = write_outputs(result, args.out, stem, args.alpha)
+        entries.append(dict(entry, image=str(path)))
+        best = result.predictions[0]
+        print(f"{path}: {best.label} ({best.probability:.1%}) -> {args.out / entry['files']['gallery']}")
+    manifest = {"model": model.name, "pretrained": model.pretrained, "preprocessing": model.config(),
+                "methods": list(args.methods) + ([GUIDED] if args.guided else []),
+                "images": entries}
+    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return 0
+
+
+def _layers(args: argparse.Namespace) -> int:
+    model = load_model(args.model, pretrained=not args.random_weights)
+    stages, convs = stage_layers(model), conv_layers(model)
+    print(f"{model.name}: input {model.input_size[1]}x{model.input_size[0]}, "
+          f"{len(convs)} conv layers run in an eval forward")
+    print("stages (first/middle/last in stages mode):")
+    for info in stages:
+        print(f"  {info.description}")
+    print("conv layers (first/middle/last in convs mode):")
+    n = len(convs)
+    show = convs if args.all else [convs[i] for i in sorted({0, (n + 1) // 2 - 1, n - 1})] if n else []
+    for info in show:
+        print(f"  {info.description}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (errors: one line on stderr, status 2)."""
+    args = _parser().parse_args(argv)
+    try:
+        return _explain(args) if args.command == "explain" else _layers(args)
+    except XaiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

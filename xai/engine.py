@@ -1,0 +1,415 @@
+"""The engine: every requested map from one forward and one backward pass per target.
+
+Forward hooks on the requested layers keep their outputs. The earliest of them is replaced by
+a detached copy that requires grad, and grad mode is switched on only from there, so the
+backward pass (``torch.autograd.grad`` with respect to the hooked activations) computes no
+parameter gradients and nothing below the earliest requested layer. Every method and layer
+shares those activations and gradients.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .cams import DEFAULT_METHODS, GUIDED, CamMethod, get_method
+from .cams.guided import deprocess, guided_hooks
+from .errors import LayerError, MethodError, TargetError
+from .images import ImageInput, prepare
+from .layers import LayerInfo, resolve_layer, to_nchw, trace
+from .models import LoadedModel, load_model
+
+DEFAULT_DEPTHS = ("first", "middle", "last")
+DISPLAY_SIZE = 512
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One class with its probability."""
+
+    index: int
+    label: str
+    probability: float
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "label": self.label, "probability": self.probability}
+
+
+@dataclass
+class Explanation:
+    """The maps for one image: ``cam(method, depth, target)`` gives any of them."""
+
+    model: str
+    image: np.ndarray  # RGB uint8 HxWx3: the region the model saw, which maps align with
+    box: tuple[int, int, int, int]  # that region in the user's image
+    input_size: tuple[int, int]
+    predictions: list[Prediction]
+    targets: list[Prediction]
+    methods: tuple[str, ...]
+    depths: tuple[str, ...]
+    mode: str
+    layers: dict[str, LayerInfo]
+    timings: dict[str, float]
+    passes: dict[str, int]
+    maps: dict[tuple[str, str, int | None], torch.Tensor] = field(repr=False, default_factory=dict)
+    guided_grads: dict[int, torch.Tensor] = field(repr=False, default_factory=dict)
+    labels: list[str] = field(repr=False, default_factory=list)
+    input: torch.Tensor | None = field(repr=False, default=None)  # (1, 3, H, W) model input
+    activations: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)  # depth -> CHW
+
+    @property
+    def has_guided(self) -> bool:
+        return bool(self.guided_grads)
+
+    def target_index(self, target: int | str | None = None) -> int:
+        """The class index of ``target`` (None: the first explained target)."""
+        if target is None:
+            return self.targets[0].index
+        idx = _class_index(target, self.labels)
+        if idx not in {t.index for t in self.targets}:
+            raise TargetError(f"class {target!r} was not explained; explained: "
+                              f"{', '.join(t.label for t in self.targets)}")
+        return idx
+
+    def layer(self, depth: str | float | None = None) -> LayerInfo:
+        """The layer resolved for ``depth`` (None: the deepest requested)."""
+        key = self.depths[-1] if depth is None else str(depth)
+        if key not in self.layers:
+            raise LayerError(f"depth {key!r} was not explained; explained: {', '.join(self.depths)}")
+        return self.layers[key]
+
+    def cam(self, method: str, depth: str | float | None = None, target: int | str | None = None,
+            size: tuple[int, int] | None = None) -> np.ndarray:
+        """Float32 HxW map in [0, 1] at the explained image's size (or ``size`` = (h, w))."""
+        key = self.layer(depth) and (self.depths[-1] if depth is None else str(depth))
+        size = size or self.image.shape[:2]
+        if str(method).lower() == GUIDED:
+            return self._guided_map(key, target, size)
+        m = get_method(method)
+        if m.name not in self.methods:
+            raise MethodError(f"method {m.name!r} was not computed; computed: "
+                              f"{', '.join(self.methods)}")
+        tgt = None if m.class_agnostic else self.target_index(target)
+        return resize_map(self.maps[(m.name, key, tgt)], size).numpy()
+
+    def guided_image(self, depth: str | float | None = None, target: int | str | None = None,
+                     size: tuple[int, int] | None = None) -> np.ndarray:
+        """Guided Grad-CAM as an RGB uint8 picture (guided backprop x Grad-CAM)."""
+        key = self.depths[-1] if depth is None else str(depth)
+        g = self._guided_product(key, target)
+        pic = deprocess(g).permute(2, 0, 1).unsqueeze(0).float()
+        size = size or self.image.shape[:2]
+        pic = F.interpolate(pic, size=tuple(size), mode="bilinear", align_corners=False)
+        return pic[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
+
+    def _guided_product(self, key: str, target) -> torch.Tensor:
+        if not self.guided_grads:
+            raise MethodError("Guided Grad-CAM was not computed; pass guided=True")
+        tgt = self.target_index(target)
+        cam = resize_map(self.maps[("gradcam", key, tgt)], self.input_size)
+        return self.guided_grads[tgt] * cam.unsqueeze(0)
+
+    def _guided_map(self, key: str, target, size) -> np.ndarray:
+        g = self._guided_product(key, target).abs().amax(dim=0)
+        return resize_map(g, size).numpy()
+
+    def manifest(self) -> dict:
+        """A JSON-able summary: model, predictions, targets, layers, timings."""
+        return {
+            "model": self.model,
+            "mode": self.mode,
+            "input_size": list(self.input_size),
+            "image_size": [int(self.image.shape[1]), int(self.image.shape[0])],
+            "explained_box": list(self.box),
+            "predictions": [p.to_dict() for p in self.predictions],
+            "targets": [t.to_dict() for t in self.targets],
+            "methods": list(self.methods) + ([GUIDED] if self.has_guided else []),
+            "layers": {d: info.to_dict() for d, info in self.layers.items()},
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "passes": dict(self.passes),
+        }
+
+
+def resize_map(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of a [0, 1] map to (h, w), then min-max to [0, 1] again (float32, CPU)."""
+    cam = cam.float()
+    if tuple(cam.shape[-2:]) != tuple(size):
+        cam = F.interpolate(cam[None, None], size=tuple(size), mode="bilinear",
+                            align_corners=False)[0, 0]
+    return _normalise(cam.clamp(min=0)[None])[0].cpu()
+
+
+def _normalise(cams: torch.Tensor) -> torch.Tensor:
+    """Per map: subtract the min, divide by (max + 1e-7), as pytorch-grad-cam's scale_cam_image."""
+    flat = cams.reshape(cams.shape[0], -1)
+    flat = flat - flat.amin(dim=1, keepdim=True)
+    flat = flat / (flat.amax(dim=1, keepdim=True) + 1e-7)
+    return flat.reshape(cams.shape)
+
+
+def _class_index(target: int | str, labels: Sequence[str]) -> int:
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        idx = int(target)
+    elif isinstance(target, str) and target.strip().lstrip("-").isdigit():
+        idx = int(target.strip())
+    elif isinstance(target, str):
+        wanted = target.strip().lower()
+        for i, label in enumerate(labels):
+            if label.lower() == wanted:
+                return i
+        raise TargetError(f"no class named {target!r}")
+    else:
+        raise TargetError(f"a target is a class index or a label, not {type(target).__name__}")
+    if not 0 <= idx < len(labels):
+        raise TargetError(f"class index {idx} is out of range 0..{len(labels) - 1}")
+    return idx
+
+
+def _methods(methods: Iterable[str] | str) -> list[CamMethod]:
+    if isinstance(methods, str):
+        methods = [m for m in methods.split(",") if m.strip()]
+    found: list[CamMethod] = []
+    for name in methods:
+        if str(name).strip().lower() == GUIDED:
+            raise MethodError(f"{GUIDED!r} is switched on with guided=True")
+        m = get_method(name)
+        if m not in found:
+            found.append(m)
+    if not found:
+        raise MethodError("no method given; choose any of gradcam, gradcam++, eigencam, xgradcam")
+    return found
+
+
+def _logits(out) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    return logits if logits is not None else out[0]
+
+
+@dataclass
+class _Pass:
+    logits: torch.Tensor
+    maps: dict[tuple[str, str, int, int | None], torch.Tensor]  # (method, layer, image, class)
+    guided: dict[tuple[int, int], torch.Tensor]  # (image, class) -> (3, H, W)
+    activations: dict[str, torch.Tensor]  # layer name -> (N, C, H, W) on the CPU, if kept
+    timings: dict[str, float]
+    passes: dict[str, int]
+
+
+def _run(model: LoadedModel, x: torch.Tensor, layers: list[LayerInfo], methods: list[CamMethod],
+         choose_targets, guided: bool, keep_activations: bool = False) -> _Pass:
+    """One forward, one backward per target rank; every map for every layer and method."""
+    module = model.module
+    timings: dict[str, float] = {}
+    passes = {"forward": 0, "backward": 0}
+    order = {e.name: i for i, e in enumerate(trace(model).events)}
+    names = sorted({info.name for info in layers}, key=lambda n: order.get(n, 0))
+    info_of = {info.name: info for info in layers}
+    earliest = names[0]
+    store: dict[str, torch.Tensor] = {}
+    needs_grad = any(m.uses_gradients for m in methods) or guided
+
+    def make_hook(name: str):
+        def hook(mod, args, out):
+            if name in store:
+                raise LayerError(f"module {name!r} runs more than once per forward")
+            if name == earliest and needs_grad:
+                leaf = out.detach().requires_grad_(True)
+                torch.set_grad_enabled(True)  # record the graph from here on only
+                store[name] = leaf
+                return leaf.clone()
+            store[name] = out
+            return out.clone()  # later in-place ops (DenseNet's ReLU) must not touch `out`
+        return hook
+
+    was_training = module.training
+    handles = []
+    try:
+        module.eval()
+        handles = [module.get_submodule(n).register_forward_hook(make_hook(n)) for n in names]
+        t = time.perf_counter()
+        with torch.no_grad():
+            logits = _logits(module(x))
+        passes["forward"] += 1
+        for h in handles:
+            h.remove()
+        handles = []
+        timings["forward"] = time.perf_counter() - t
+        targets = choose_targets(logits.detach())  # list (per rank) of per-image class indices
+        acts = {n: to_nchw(store[n].detach(), info_of[n]) for n in names}
+        kept = {n: a.float().cpu() for n, a in acts.items()} if keep_activations else {}
+        maps: dict = {}
+        t = time.perf_counter()
+        for m in methods:
+            if not m.uses_gradients:
+                for n in names:
+                    cams = _normalise(m.cam(acts[n], None).clamp(min=0)).float().cpu()
+                    for i in range(x.shape[0]):
+                        maps[(m.name, n, i, None)] = cams[i]
+        timings["cams"] = time.perf_counter() - t
+        grad_methods = [m for m in methods if m.uses_gradients]
+        timings["backward"] = 0.0
+        if grad_methods or guided:
+            tensors = [store[n] for n in names]
+            rows = torch.arange(x.shape[0], device=logits.device)
+            for rank, classes in enumerate(targets):
+                t = time.perf_counter()
+                score = logits[rows, torch.as_tensor(classes, device=logits.device)].sum()
+                grads = torch.autograd.grad(score, tensors, retain_graph=rank < len(targets) - 1,
+                                            allow_unused=True)
+                passes["backward"] += 1
+                timings["backward"] += time.perf_counter() - t
+                t = time.perf_counter()
+                for n, g in zip(names, grads):
+                    g = torch.zeros_like(store[n]) if g is None else g
+                    g = to_nchw(g, info_of[n])
+                    for m in grad_methods:
+                        cams = _normalise(m.cam(acts[n], g).clamp(min=0)).float().cpu()
+                        for i, c in enumerate(classes):
+                            maps[(m.name, n, i, int(c))] = cams[i]
+                    if guided and "gradcam" not in {m.name for m in grad_methods}:
+                        cams = _normalise(get_method("gradcam").cam(acts[n], g).clamp(min=0))
+                        for i, c in enumerate(classes):
+                            maps[("gradcam", n, i, int(c))] = cams[i].float().cpu()
+                timings["cams"] += time.perf_counter() - t
+        store.clear()
+        guided_out: dict = {}
+        if guided:
+            t = time.perf_counter()
+            guided_out = _guided_pass(module, x, targets)
+            passes["forward"] += 1
+            passes["backward"] += len(targets)
+            timings["guided"] = time.perf_counter() - t
+        return _Pass(logits.detach(), maps, guided_out, timings, passes, kept)
+    finally:
+        for h in handles:
+            h.remove()
+        store.clear()
+        module.train(was_training)
+
+
+def _guided_pass(module, x: torch.Tensor, targets: list[list[int]]) -> dict:
+    handles = guided_hooks(module)
+    out: dict = {}
+    try:
+        with torch.enable_grad():
+            xg = x.detach().clone().requires_grad_(True)
+            logits = _logits(module(xg))
+            rows = torch.arange(x.shape[0], device=logits.device)
+            for rank, classes in enumerate(targets):
+                score = logits[rows, torch.as_tensor(classes, device=logits.device)].sum()
+                (g,) = torch.autograd.grad(score, xg, retain_graph=rank < len(targets) - 1)
+                for i, c in enumerate(classes):
+                    out[(i, int(c))] = g[i].detach().float().cpu()
+    finally:
+        for h in handles:
+            h.remove()
+    return out
+
+
+def explain(model: LoadedModel | str, image: ImageInput,
+            methods: Iterable[str] | str = DEFAULT_METHODS,
+            depths: Iterable[str | float] = DEFAULT_DEPTHS, *, mode: str = "stages",
+            targets: int | str | Sequence[int | str] | None = None, top_k: int | None = None,
+            guided: bool = False, fit: str = "crop", display_size: int | None = DISPLAY_SIZE,
+            keep_activations: bool = False) -> Explanation:
+    """Explain one image: every method at every depth, for each target.
+
+    ``targets``: None (top-1), a class index, a label or a list of them; ``top_k=k`` explains
+    the k most probable classes. ``fit="crop"`` uses the model's centre crop (the region is
+    ``result.image``); ``fit="full"`` squeezes the whole image in.
+    """
+    return explain_batch(model, [image], methods, depths, mode=mode, targets=targets,
+                         top_k=top_k, guided=guided, fit=fit, display_size=display_size,
+                         keep_activations=keep_activations)[0]
+
+
+def explain_batch(model: LoadedModel | str, images: Sequence[ImageInput],
+                  methods: Iterable[str] | str = DEFAULT_METHODS,
+                  depths: Iterable[str | float] = DEFAULT_DEPTHS, *, mode: str = "stages",
+                  targets: int | str | Sequence[int | str] | None = None,
+                  top_k: int | None = None, guided: bool = False, fit: str = "crop",
+                  display_size: int | None = DISPLAY_SIZE,
+                  keep_activations: bool = False) -> list[Explanation]:
+    """Explain several images in one batched forward (and one backward per target rank).
+
+    ``keep_activations`` keeps each depth's feature map (``result.activations``) for the
+    embedding views, at no extra forward.
+    """
+    t_start = time.perf_counter()
+    if isinstance(model, str):
+        model = load_model(model)
+    method_objs = _methods(methods)
+    depth_keys = list(dict.fromkeys(str(d) for d in depths))
+    if not depth_keys:
+        raise LayerError("no depth given; use first, middle, last, a fraction or conv:N")
+    fixed = _fixed_targets(targets, top_k, model.labels)
+    t = time.perf_counter()
+    prepared = [prepare(img, model.input_size, model.mean, model.std, model.interpolation,
+                        model.crop_pct, fit) for img in images]
+    t_prep = time.perf_counter() - t
+    with model.lock, torch.inference_mode(False):
+        layers = {d: resolve_layer(model, d, mode) for d in depth_keys}
+        x = torch.cat([p.tensor for p in prepared]).to(model.device)
+
+        def choose(logits: torch.Tensor) -> list[list[int]]:
+            if fixed is not None:
+                return [[c] * logits.shape[0] for c in fixed]
+            k = top_k or 1
+            top = logits.topk(k, dim=1).indices.cpu().tolist()
+            return [[row[r] for row in top] for r in range(k)]
+
+        run = _run(model, x, list(layers.values()), method_objs, choose, guided,
+                   keep_activations)
+    probs = run.logits.float().softmax(dim=1).cpu()
+    chosen = choose(run.logits)
+    results = []
+    for i, prep in enumerate(prepared):
+        top5 = probs[i].topk(min(5, probs.shape[1]))
+        preds = [Prediction(int(j), model.labels[int(j)], float(p))
+                 for p, j in zip(top5.values, top5.indices)]
+        tg = [Prediction(c[i], model.labels[c[i]], float(probs[i, c[i]])) for c in chosen]
+        maps = {(m, d, c): run.maps[(m, layers[d].name, i, c)]
+                for d in depth_keys for (m, n, j, c) in run.maps
+                if j == i and n == layers[d].name}
+        region = prep.region
+        if display_size and max(region.size) > display_size:
+            region = region.copy()
+            region.thumbnail((display_size, display_size))
+        timings = dict(run.timings, preprocess=t_prep,
+                       total=time.perf_counter() - t_start)
+        results.append(Explanation(
+            model=model.name, image=np.asarray(region.convert("RGB")), box=prep.box,
+            input_size=tuple(model.input_size), predictions=preds, targets=tg,
+            methods=tuple(m.name for m in method_objs), depths=tuple(depth_keys), mode=mode,
+            layers=layers, timings=timings, passes=dict(run.passes), maps=maps,
+            guided_grads={c: g for (j, c), g in run.guided.items() if j == i},
+            labels=list(model.labels), input=prep.tensor,
+            activations={d: run.activations[layers[d].name][i] for d in depth_keys
+                         if layers[d].name in run.activations}))
+    return results
+
+
+def _fixed_targets(targets, top_k: int | None, labels: Sequence[str]) -> list[int] | None:
+    if top_k is not None:
+        if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
+            raise TargetError(f"top_k must be an integer, not {top_k!r}")
+        if not 1 <= int(top_k) <= len(labels):
+            raise TargetError(f"top_k={top_k} is out of range 1..{len(labels)}")
+        if targets is not None:
+            raise TargetError("give either targets or top_k, not both")
+        return None
+    if targets is None:
+        return None
+    if isinstance(targets, (str, int, np.integer)):
+        targets = [targets]
+    found = list(dict.fromkeys(_class_index(t, labels) for t in targets))
+    if not found:
+        raise TargetError("empty target list")
+    return found

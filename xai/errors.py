@@ -1,0 +1,34 @@
+"""Typed exceptions: every user-facing failure is one of these, with a one-line message."""
+
+from __future__ import annotations
+
+
+class XaiError(Exception):
+    """Base class of every error this package raises on bad input or missing resources."""
+
+
+class UnknownModelError(XaiError, KeyError):
+    """The model name is not registered, not in timm and not in torchvision."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class WeightsUnavailableError(XaiError):
+    """Pretrained weights could not be loaded (offline, or the download failed)."""
+
+
+class ImageError(XaiError, ValueError):
+    """The input is not a usable image (unreadable, truncated, too large, too small)."""
+
+
+class LayerError(XaiError, ValueError):
+    """A depth string or module name does not resolve to a layer of the model."""
+
+
+class MethodError(XaiError, ValueError):
+    """An unknown CAM method, or an empty method list."""
+
+
+class TargetError(XaiError, ValueError):
+    """A target class index or label that the model does not have."""

@@ -1,0 +1,128 @@
+"""Pictures from an :class:`~xai.engine.Explanation`: overlays and a labelled gallery grid."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .cams import GUIDED, get_method
+
+if TYPE_CHECKING:
+    from .engine import Explanation
+
+PANEL = 224
+PAD = 8
+BG = (255, 255, 255)
+INK = (20, 20, 20)
+MUTED = (90, 90, 90)
+
+
+@lru_cache(maxsize=8)
+def font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans (shipped with matplotlib) at ``size`` px."""
+    import matplotlib
+
+    name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
+    path = os.path.join(os.path.dirname(matplotlib.__file__), "mpl-data", "fonts", "ttf", name)
+    return ImageFont.truetype(path, size)
+
+
+def colorize(cam: np.ndarray, colormap: str = "jet") -> np.ndarray:
+    """A [0, 1] map as an RGB uint8 heat map."""
+    from matplotlib import colormaps
+
+    rgb = colormaps[colormap](np.clip(cam, 0, 1))[..., :3]
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5,
+            colormap: str = "jet") -> np.ndarray:
+    """Blend a heat map over an RGB uint8 image: ``alpha`` is the heat map's weight."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], not {alpha}")
+    if cam.shape != image.shape[:2]:
+        raise ValueError(f"map {cam.shape} and image {image.shape[:2]} differ in size")
+    heat = colorize(cam, colormap).astype(np.float32)
+    out = (1 - alpha) * image.astype(np.float32) + alpha * heat
+    return out.round().clip(0, 255).astype(np.uint8)
+
+
+def method_title(method: str) -> str:
+    return "Guided Grad-CAM" if method == GUIDED else (get_method(method).title or method)
+
+
+def panels(result: Explanation, target: int | str | None = None, alpha: float = 0.5,
+           colormap: str = "jet") -> list[tuple[np.ndarray, str, str, str]]:
+    """Every panel for one target: (RGB image, method, depth, caption), rows = depths."""
+    methods = list(result.methods) + ([GUIDED] if result.has_guided else [])
+    out = []
+    for depth in result.depths:
+        layer = result.layer(depth)
+        for method in methods:
+            if method == GUIDED:
+                pic = result.guided_image(depth, target)
+            else:
+                pic = overlay(result.image, result.cam(method, depth, target), alpha, colormap)
+            caption = f"{method_title(method)} · {depth} · {layer.name} · {layer.size}"
+            out.append((pic, method, depth, caption))
+    return out
+
+
+def _fit(text: str, fnt: ImageFont.FreeTypeFont, width: int) -> str:
+    if fnt.getlength(text) <= width:
+        return text
+    while text and fnt.getlength(text + "…") > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def gallery(result: Explanation, alpha: float = 0.5, colormap: str = "jet",
+            panel: int = PANEL) -> Image.Image:
+    """One labelled PNG-ready grid: a block per target, rows = layers, columns = methods."""
+    methods = list(result.methods) + ([GUIDED] if result.has_guided else [])
+    head_f, col_f, row_f, small_f = font(18, True), font(15, True), font(13, True), font(11)
+    row_label_w = 190
+    cols = len(methods) + 1  # the input image first
+    width = row_label_w + cols * (panel + PAD) + PAD
+    title_h, col_h = 58, 50
+    block_h = col_h + len(result.depths) * (panel + PAD) + 14
+    height = title_h + block_h * len(result.targets)
+    canvas = Image.new("RGB", (width, height), BG)
+    draw = ImageDraw.Draw(canvas)
+    top5 = ", ".join(f"{p.label} {p.probability:.0%}" for p in result.predictions[:3])
+    draw.text((PAD, 8), _fit(f"{result.model} — {result.mode} — top: {top5}", head_f, width - 16),
+              fill=INK, font=head_f)
+    box = result.box
+    draw.text((PAD, 34), _fit(f"explained region {box[2] - box[0]}×{box[3] - box[1]} at "
+                              f"({box[0]}, {box[1]}) of the input; model input "
+                              f"{result.input_size[1]}×{result.input_size[0]}",
+                              small_f, width - 16), fill=MUTED, font=small_f)
+    y = title_h
+    for tgt in result.targets:
+        draw.text((PAD, y + 2), _fit(f"target: {tgt.label} (class {tgt.index}, "
+                                     f"p = {tgt.probability:.3f})", head_f, width - 16),
+                  fill=INK, font=head_f)
+        for j, name in enumerate(["input"] + methods):
+            x = row_label_w + PAD + j * (panel + PAD)
+            draw.text((x, y + 28), _fit(method_title(name) if name != "input" else "input", col_f,
+                                        panel), fill=INK, font=col_f)
+        y += col_h
+        pics = panels(result, tgt.index, alpha, colormap)
+        for r, depth in enumerate(result.depths):
+            layer = result.layer(depth)
+            ry = y + r * (panel + PAD)
+            lines = [depth, layer.name, layer.kind, layer.position, layer.size]
+            for k, line in enumerate(lines):
+                draw.text((PAD, ry + 4 + k * 17), _fit(line, row_f if k == 0 else small_f,
+                                                       row_label_w - 12),
+                          fill=INK if k == 0 else MUTED, font=row_f if k == 0 else small_f)
+            row_pics = [result.image] + [p for p, _, d, _ in pics if d == depth]
+            for j, pic in enumerate(row_pics):
+                tile = Image.fromarray(pic).resize((panel, panel), Image.BILINEAR)
+                canvas.paste(tile, (row_label_w + PAD + j * (panel + PAD), ry))
+        y += len(result.depths) * (panel + PAD) + 14
+    return canvas
