@@ -14,7 +14,14 @@ from .errors import (
 )
 from .images import load_image, prepare
 from .layers import LayerInfo, conv_layers, resolve_layer, stage_layers
-from .models import DEFAULT_MODEL, LoadedModel, load_model, register_model, registered_models, wrap_model
+from .models import (
+    DEFAULT_MODEL,
+    LoadedModel,
+    load_model,
+    register_model,
+    registered_models,
+    wrap_model,
+)
 
 __version__ = "0.1.0"
 

@@ -81,8 +81,10 @@ def _explain(args: argparse.Namespace) -> int:
         entry = write_outputs(result, args.out, stem, args.alpha)
         entries.append(dict(entry, image=str(path)))
         best = result.predictions[0]
-        print(f"{path}: {best.label} ({best.probability:.1%}) -> {args.out / entry['files']['gallery']}")
-    manifest = {"model": model.name, "pretrained": model.pretrained, "preprocessing": model.config(),
+        gallery_path = args.out / entry["files"]["gallery"]
+        print(f"{path}: {best.label} ({best.probability:.1%}) -> {gallery_path}")
+    manifest = {"model": model.name, "pretrained": model.pretrained,
+                "preprocessing": model.config(),
                 "methods": list(args.methods) + ([GUIDED] if args.guided else []),
                 "images": entries}
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -99,7 +101,8 @@ def _layers(args: argparse.Namespace) -> int:
         print(f"  {info.description}")
     print("conv layers (first/middle/last in convs mode):")
     n = len(convs)
-    show = convs if args.all else [convs[i] for i in sorted({0, (n + 1) // 2 - 1, n - 1})] if n else []
+    picks = sorted({0, (n + 1) // 2 - 1, n - 1}) if n else []
+    show = convs if args.all else [convs[i] for i in picks]
     for info in show:
         print(f"  {info.description}")
     return 0

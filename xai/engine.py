@@ -80,13 +80,15 @@ class Explanation:
         """The layer resolved for ``depth`` (None: the deepest requested)."""
         key = self.depths[-1] if depth is None else str(depth)
         if key not in self.layers:
-            raise LayerError(f"depth {key!r} was not explained; explained: {', '.join(self.depths)}")
+            raise LayerError(f"depth {key!r} was not explained; "
+                             f"explained: {', '.join(self.depths)}")
         return self.layers[key]
 
     def cam(self, method: str, depth: str | float | None = None, target: int | str | None = None,
             size: tuple[int, int] | None = None) -> np.ndarray:
         """Float32 HxW map in [0, 1] at the explained image's size (or ``size`` = (h, w))."""
-        key = self.layer(depth) and (self.depths[-1] if depth is None else str(depth))
+        self.layer(depth)  # raises LayerError for a depth that was not explained
+        key = self.depths[-1] if depth is None else str(depth)
         size = size or self.image.shape[:2]
         if str(method).lower() == GUIDED:
             return self._guided_map(key, target, size)
@@ -286,7 +288,8 @@ def _run(model: LoadedModel, x: torch.Tensor, layers: list[LayerInfo], methods: 
             passes["forward"] += 1
             passes["backward"] += len(targets)
             timings["guided"] = time.perf_counter() - t
-        return _Pass(logits.detach(), maps, guided_out, timings, passes, kept)
+        return _Pass(logits=logits.detach(), maps=maps, guided=guided_out, timings=timings,
+                     passes=passes, activations=kept)
     finally:
         for h in handles:
             h.remove()

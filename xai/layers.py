@@ -160,7 +160,8 @@ def trace(model: LoadedModel) -> Trace:
             parent = name.rsplit(".", 2)[0] if name.count(".") >= 2 else name.rsplit(".", 1)[0]
             note = (f"the last conv to run is a single branch of {parent} "
                     f"({ev.shape[1]} channels), not the full feature map that feeds pooling")
-        convs.append(LayerInfo(name, ev.kind, "convs", i, n_conv, _nchw_shape_safe(ev.out), note=note))
+        convs.append(LayerInfo(name, ev.kind, "convs", i, n_conv, _nchw_shape_safe(ev.out),
+                               note=note))
 
     is_transformer, stages = _transformer_stages(module, evs)
     if not is_transformer:
@@ -281,7 +282,8 @@ def _transformer_stages(module: nn.Module, evs: list[_Event]) -> tuple[bool, lis
             norms = [f"{name}.{k}" for k, m in module.get_submodule(name).named_children()
                      if isinstance(m, nn.LayerNorm)]
             if norms:
-                layer, kind = norms[0], by_name[norms[0]].kind if norms[0] in by_name else "LayerNorm"
+                layer = norms[0]
+                kind = by_name[layer].kind if layer in by_name else "LayerNorm"
                 note = "input of the last block's attention: its output feeds only the class token"
         stages.append(LayerInfo(layer, kind, "stages", i, n, (int(channels), gh, gw), fmt="NLC",
                                 prefix_tokens=prefix, note=note))
@@ -302,11 +304,14 @@ _CONV_RE = re.compile(r"^conv:(-?\d+)$")
 
 
 def resolve_layer(model: LoadedModel, depth: str | float, mode: str = "stages") -> LayerInfo:
-    """Resolve ``depth`` to a layer: first/middle/last, a fraction in [0, 1], ``conv:N`` or a name."""
+    """Resolve ``depth``: first/middle/last, a fraction in [0, 1], ``conv:N`` or a module name."""
     if mode not in MODES:
         raise LayerError(f"unknown depth mode {mode!r}; use one of {', '.join(MODES)}")
-    tr = trace(model)
     text = str(depth).strip()
+    if not text:
+        raise LayerError("empty depth; use first, middle, last, a fraction in [0, 1], conv:N "
+                         "or a module name")
+    tr = trace(model)
     match = _CONV_RE.match(text)
     if match:
         return _pick(tr.convs, int(match.group(1)), "conv", text)
@@ -335,7 +340,8 @@ def _as_fraction(text: str) -> float | None:
 
 def _pick(items: list[LayerInfo], index: int, unit: str, text: str) -> LayerInfo:
     if not 1 <= index <= len(items):
-        raise LayerError(f"{text!r}: this model runs {len(items)} {unit} layers; use 1..{len(items)}")
+        raise LayerError(f"{text!r}: this model runs {len(items)} {unit} layers; "
+                         f"use 1..{len(items)}")
     return items[index - 1]
 
 

@@ -1,0 +1,71 @@
+"""The command line, end to end: files, manifest, layers, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+from PIL import Image
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "xai", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin"})
+
+
+def test_explain_writes_gallery_overlays_and_manifest(tmp_path, cat_path, coffee_path):
+    out = tmp_path / "out"
+    res = _run("explain", str(cat_path), str(coffee_path), "--top-k", "2", "--guided",
+               "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "tabby" in res.stdout and "espresso" in res.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"] == "efficientnet_lite0"
+    assert len(manifest["images"]) == 2
+    cat = manifest["images"][0]
+    assert cat["predictions"][0]["label"] in {"tabby", "tiger cat"}
+    assert set(cat["layers"]) == {"first", "middle", "last"}
+    assert cat["layers"]["last"]["name"] == "bn2"
+    # 2 targets x 3 depths x (4 methods + guided)
+    assert len(cat["files"]["overlays"]) == 30
+    for entry in cat["files"]["overlays"]:
+        assert (out / entry["file"]).is_file()
+    gallery = Image.open(out / cat["files"]["gallery"])
+    assert gallery.width > 1000 and gallery.height > 1000
+    assert cat["timings"]["total"] > 0 and cat["passes"]["backward"] == 4
+
+
+def test_convs_mode_and_explicit_depths(tmp_path, cat_path):
+    res = _run("explain", str(cat_path), "--mode", "convs", "--depths", "first", "conv:25",
+               "--methods", "gradcam", "eigencam", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    layers = json.loads((tmp_path / "manifest.json").read_text())["images"][0]["layers"]
+    assert layers["first"]["position"] == "conv 1/49"
+    assert layers["conv:25"]["name"] == "blocks.4.0.conv_pw"
+
+
+def test_layers_command_prints_counts():
+    res = _run("layers", "resnet152", "--random-weights")
+    assert res.returncode == 0, res.stderr
+    assert "155 conv layers" in res.stdout and "layer4 (Sequential), stage 5/5" in res.stdout
+
+
+def test_errors_are_one_line_and_non_zero(tmp_path, cat_path):
+    bad_file = tmp_path / "notes.txt"
+    bad_file.write_text("not an image")
+    cases = [
+        ("explain", str(cat_path), "--model", "no_such_model", "--out", str(tmp_path)),
+        ("explain", str(bad_file), "--out", str(tmp_path)),
+        ("explain", str(tmp_path / "missing.png"), "--out", str(tmp_path)),
+        ("explain", str(cat_path), "--depths", "conv:0", "--out", str(tmp_path)),
+        ("explain", str(cat_path), "--methods", "saliency", "--out", str(tmp_path)),
+        ("explain", str(cat_path), "--target", "unicorn", "--out", str(tmp_path)),
+    ]
+    for args in cases:
+        res = _run(*args)
+        assert res.returncode == 2, args
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, res.stderr)
+        assert "Traceback" not in res.stderr
