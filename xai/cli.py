@@ -118,3 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # an unexpected failure still gets one line, not a traceback
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"error: unexpected {type(exc).__name__}: {first_line}", file=sys.stderr)
+        return 1

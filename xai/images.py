@@ -1,7 +1,10 @@
 """Read any image safely and turn it into the model's input, without hidden crops.
 
-Limits are explicit: files over ``MAX_FILE_BYTES`` and images over ``MAX_PIXELS`` are refused
-before decoding; Pillow's own bomb guard is set to the same number.
+Limits are explicit and checked before any pixel is decoded: inputs over ``MAX_FILE_BYTES``
+and images whose header declares more than ``MAX_PIXELS`` are refused; Pillow's own bomb guard
+(``Image.MAX_IMAGE_PIXELS``) is set to the same number. Only the common photo formats in
+``FORMATS`` are opened (no EPS/PostScript, PSD, FITS, ...). Every failure is an
+:class:`ImageError` with a one-line message.
 """
 
 from __future__ import annotations
@@ -10,20 +13,20 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from .errors import ImageError
 
-MAX_PIXELS = 40_000_000  # about 7000 x 5700; larger images are refused before decoding
+MAX_PIXELS = 40_000_000  # about 7300 x 5500; larger images are refused before decoding
 MAX_FILE_BYTES = 50 * 1024 * 1024
-MIN_SIDE = 8
+MIN_SIDE = 8  # a side shorter than this has no 2-D structure to explain; refused, not upscaled
+FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF", "PPM", "ICO", "AVIF")
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
-ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 FITS = ("crop", "full")
 
 
@@ -36,65 +39,110 @@ def load_image(image: ImageInput) -> Image.Image:
     if isinstance(image, np.ndarray):
         return _from_array(image)
     if isinstance(image, Image.Image):
-        return _to_rgb(image)
-    if isinstance(image, (bytes, bytearray)):
-        return _open(io.BytesIO(image), "the given bytes")
+        return _to_rgb(image, "the given image")
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+        _check_bytes(len(data), "the given bytes")
+        return _open(io.BytesIO(data), "the given bytes")
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
-        if not path.is_file():
-            raise ImageError(f"image file not found: {path}")
-        size = path.stat().st_size
-        if size == 0:
-            raise ImageError(f"{path.name}: the file is empty")
-        if size > MAX_FILE_BYTES:
-            raise ImageError(f"{path.name}: {size / 2**20:.0f} MiB is over the "
-                             f"{MAX_FILE_BYTES // 2**20} MiB limit")
-        with open(path, "rb") as fh:
-            return _open(io.BytesIO(fh.read()), path.name)
+        what = _clean(path.name) or "image"
+        try:
+            is_file = path.is_file()
+            size = path.stat().st_size if is_file else 0
+        except OSError:  # a name too long for the file system, a loop of links, ...
+            is_file = False
+        if not is_file:
+            raise ImageError(f"image file not found: {_clean(str(path))}")
+        _check_bytes(size, what)  # refused before a byte is read
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_FILE_BYTES + 1)  # never more than the limit, even if growing
+        except OSError as exc:
+            raise ImageError(f"{what}: cannot read the file ({_reason(exc)})") from exc
+        _check_bytes(len(data), what)
+        return _open(io.BytesIO(data), what)
     raise ImageError(f"unsupported image input of type {type(image).__name__}")
+
+
+def _clean(text: str, limit: int = 120) -> str:
+    """``text`` on one line (control characters replaced), at most ``limit`` characters."""
+    text = "".join(c if c.isprintable() else "?" for c in str(text))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _reason(exc: BaseException) -> str:
+    return _clean(str(exc) or type(exc).__name__, 160)
+
+
+def _check_bytes(size: int, what: str) -> None:
+    if size == 0:
+        raise ImageError(f"{what}: the file is empty")
+    if size > MAX_FILE_BYTES:
+        raise ImageError(f"{what}: over the {MAX_FILE_BYTES // 2**20} MiB file-size limit")
+
+
+def _check_pixels(w: int, h: int, what: str) -> None:
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"{what}: {w}x{h} is over the {MAX_PIXELS:,}-pixel limit")
 
 
 def _open(fh: io.BytesIO, what: str) -> Image.Image:
     try:
-        img = Image.open(fh)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageError(f"{what}: not a readable image") from exc
+        img = Image.open(fh, formats=FORMATS)  # reads the header only; JPEG covers MPO
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{what}: image too large (over {MAX_PIXELS:,} pixels)") from exc
-    w, h = img.size
-    if w * h > MAX_PIXELS:
-        raise ImageError(f"{what}: {w}x{h} is over the {MAX_PIXELS:,}-pixel limit")
+    except Exception as exc:  # Pillow raises many types on hostile headers; all mean one thing
+        raise ImageError(f"{what}: not a readable image (supported: "
+                         f"{', '.join(f.lower() for f in FORMATS)})") from exc
+    _check_pixels(*img.size, what)  # before a single pixel is decoded
     try:
         img.seek(0)
         img.load()
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"{what}: truncated or corrupt image ({exc})") from exc
-    return _to_rgb(img)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{what}: image too large (over {MAX_PIXELS:,} pixels)") from exc
+    except Exception as exc:
+        raise ImageError(f"{what}: truncated or corrupt image ({_reason(exc)})") from exc
+    return _to_rgb(img, what)
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    w, h = img.size
-    if w * h > MAX_PIXELS:
-        raise ImageError(f"{w}x{h} is over the {MAX_PIXELS:,}-pixel limit")
+def _to_rgb(img: Image.Image, what: str) -> Image.Image:
+    _check_pixels(*img.size, what)
     try:
-        img = ImageOps.exif_transpose(img) or img
-    except Exception:  # a broken EXIF block must not lose the picture
-        pass
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(arr.astype(np.uint8), "L")
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
-        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, img.convert("RGBA"))
-    img = img.convert("RGB")
+        img = _convert(img)
+    except ImageError:
+        raise
+    except Exception as exc:  # a lazy, truncated PIL image or an exotic mode
+        raise ImageError(f"{what}: unreadable {img.mode} image ({_reason(exc)})") from exc
     if min(img.size) < MIN_SIDE:
         raise ImageError(f"image is {img.size[0]}x{img.size[1]}; both sides must be at least "
                          f"{MIN_SIDE} pixels")
     return img
+
+
+def _convert(img: Image.Image) -> Image.Image:
+    try:
+        img = ImageOps.exif_transpose(img) or img
+    except Exception:  # a broken EXIF block must not lose the picture
+        pass
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = float(arr.min()), float(arr.max())
+        if hi > lo:
+            arr -= lo
+            arr *= 255.0 / (hi - lo)
+        else:
+            arr[:] = 0
+        img = Image.fromarray(arr.round().astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("La", "RGBa"):  # premultiplied alpha
+        img = img.convert("RGBA" if img.mode == "RGBa" else "LA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img.convert("RGBA"))
+    return img.convert("RGB")
 
 
 def _from_array(arr: np.ndarray) -> Image.Image:
@@ -102,11 +150,23 @@ def _from_array(arr: np.ndarray) -> Image.Image:
         arr = arr[:, :, 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
         raise ImageError(f"array of shape {arr.shape} is not HxW, HxWx3 or HxWx4")
-    if arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating) and arr.size and arr.max() <= 1.0:
+    _check_pixels(arr.shape[1], arr.shape[0], "the given array")
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    elif arr.dtype != np.uint8:
+        is_float = np.issubdtype(arr.dtype, np.floating)
+        if not (is_float or np.issubdtype(arr.dtype, np.integer)):
+            raise ImageError(f"array of dtype {arr.dtype} is not an image (use uint8, an "
+                             f"integer type or floats)")
+        arr = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=255.0, neginf=0.0)
+        if is_float and arr.size and arr.max() <= 1.0:  # floats in [0, 1]
             arr = arr * 255.0
-        arr = np.clip(np.nan_to_num(arr.astype(np.float64)), 0, 255).astype(np.uint8)
-    return _to_rgb(Image.fromarray(np.ascontiguousarray(arr)))
+        arr = np.clip(arr, 0, 255).round().astype(np.uint8)
+    try:
+        img = Image.fromarray(np.ascontiguousarray(arr))
+    except Exception as exc:
+        raise ImageError(f"array of shape {arr.shape}: not an image ({_reason(exc)})") from exc
+    return _to_rgb(img, "the given array")
 
 
 @dataclass(frozen=True)
@@ -120,15 +180,25 @@ class Prepared:
 
 def crop_box(size: tuple[int, int], input_size: tuple[int, int], crop_pct: float,
              fit: str) -> tuple[int, int, int, int]:
-    """The region of an image of ``size`` (w, h) that the model sees."""
-    w, h = size
+    """The region of an image of ``size`` (w, h) that the model sees.
+
+    ``crop``: the model's centre crop (as its eval transform: resize so the crop covers
+    ``crop_pct`` of the shorter side, then cut ``input_size``), never empty: at least 1x1, so a
+    long strip gives a small central square; ``full``: the whole image.
+    """
+    w, h = (int(v) for v in size)
+    if w < 1 or h < 1:
+        raise ImageError(f"image is {w}x{h}; it has no pixels")
     if fit == "full":
         return (0, 0, w, h)
     if fit != "crop":
         raise ImageError(f"unknown fit {fit!r}; use one of {', '.join(FITS)}")
     in_h, in_w = input_size
+    if not (in_h > 0 and in_w > 0 and crop_pct > 0):
+        raise ImageError(f"bad preprocessing: input size {in_w}x{in_h}, crop_pct {crop_pct}")
     scale = max(in_h / (h * crop_pct), in_w / (w * crop_pct))  # resize so the crop fits
-    cw, ch = min(w, round(in_w / scale)), min(h, round(in_h / scale))
+    cw = min(w, max(1, round(in_w / scale)))
+    ch = min(h, max(1, round(in_h / scale)))
     left, top = (w - cw) // 2, (h - ch) // 2
     return (left, top, left + cw, top + ch)
 
