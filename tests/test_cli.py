@@ -30,6 +30,7 @@ def test_explain_writes_gallery_overlays_and_manifest(tmp_path, cat_path, coffee
     assert cat["layers"]["last"]["name"] == "bn2"
     # 2 targets x 3 depths x (4 methods + guided)
     assert len(cat["files"]["overlays"]) == 30
+    assert len({e["file"] for e in cat["files"]["overlays"]}) == 30  # gradcam++ != gradcam
     for entry in cat["files"]["overlays"]:
         assert (out / entry["file"]).is_file()
     gallery = Image.open(out / cat["files"]["gallery"])

@@ -42,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+    text = text.lower().replace("++", "-pp").replace("+", "-plus")
+    return "".join(c if c.isalnum() else "-" for c in text).strip("-")
 
 
 def write_outputs(result: Explanation, out: Path, stem: str, alpha: float = 0.5) -> dict:
@@ -53,10 +54,11 @@ def write_outputs(result: Explanation, out: Path, stem: str, alpha: float = 0.5)
 
     out.mkdir(parents=True, exist_ok=True)
     files = {"gallery": f"{stem}_gallery.png", "overlays": []}
-    gallery(result, alpha=alpha).save(out / files["gallery"])
+    drawn = {t.index: panels(result, t.index, alpha) for t in result.targets}
+    gallery(result, alpha=alpha, drawn=drawn).save(out / files["gallery"])
     for tgt in result.targets:
-        for pic, method, depth, caption in panels(result, tgt.index, alpha):
-            name = f"{stem}_{_slug(tgt.label)}_{_slug(method)}_{_slug(depth)}.png"
+        for pic, method, depth, caption in drawn[tgt.index]:
+            name = f"{stem}_{tgt.index}-{_slug(tgt.label)}_{_slug(method)}_{_slug(depth)}.png"
             Image.fromarray(pic).save(out / name)
             files["overlays"].append({"file": name, "method": method, "depth": depth,
                                       "target": tgt.index, "caption": caption})

@@ -81,8 +81,11 @@ def _fit(text: str, fnt: ImageFont.FreeTypeFont, width: int) -> str:
 
 
 def gallery(result: Explanation, alpha: float = 0.5, colormap: str = "jet",
-            panel: int = PANEL) -> Image.Image:
-    """One labelled PNG-ready grid: a block per target, rows = layers, columns = methods."""
+            panel: int = PANEL, drawn: dict | None = None) -> Image.Image:
+    """One labelled PNG-ready grid: a block per target, rows = layers, columns = methods.
+
+    ``drawn`` may hold :func:`panels` already made per target index, to draw them only once.
+    """
     methods = list(result.methods) + ([GUIDED] if result.has_guided else [])
     head_f, col_f, row_f, small_f = font(18, True), font(15, True), font(13, True), font(11)
     row_label_w = 190
@@ -111,7 +114,7 @@ def gallery(result: Explanation, alpha: float = 0.5, colormap: str = "jet",
             draw.text((x, y + 28), _fit(method_title(name) if name != "input" else "input", col_f,
                                         panel), fill=INK, font=col_f)
         y += col_h
-        pics = panels(result, tgt.index, alpha, colormap)
+        pics = (drawn or {}).get(tgt.index) or panels(result, tgt.index, alpha, colormap)
         for r, depth in enumerate(result.depths):
             layer = result.layer(depth)
             ry = y + r * (panel + PAD)

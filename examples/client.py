@@ -1,0 +1,76 @@
+"""Call a running xai app (a local URL or a Hugging Face Space id) with ``gradio_client``.
+
+    python app.py &                                   # serve locally on port 7860
+    python examples/client.py examples/cat.png        # -> overlays in ./xai-client-out
+    python examples/client.py photo.jpg --app owner/space --model resnet50 --top-k 2
+
+Saves every overlay of the gallery (named by its caption), the labelled gallery PNG, the ZIP
+and manifest.json to ``--out``, and prints the top-5 predictions and the resolved layers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+DEFAULT_APP = "http://127.0.0.1:7860"
+
+
+def _slug(text: str) -> str:
+    text = text.replace("++", "-pp").replace("+", "-plus")
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "panel"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Explain one image through the app's ``/explain`` endpoint and save the results."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("image", type=Path, help="image file to explain")
+    p.add_argument("--app", default=DEFAULT_APP,
+                   help=f"app URL or Space id (default {DEFAULT_APP})")
+    p.add_argument("--model", default="efficientnet_lite0")
+    p.add_argument("--mode", choices=("stages", "convs"), default="stages")
+    p.add_argument("--methods", nargs="+", default=["gradcam", "gradcam++", "eigencam", "xgradcam"])
+    p.add_argument("--target", default="top-1", help="top-1, a class index or a label")
+    p.add_argument("--top-k", type=int, default=1, help="explain the k most probable classes")
+    p.add_argument("--guided", action="store_true", help="add Guided Grad-CAM")
+    p.add_argument("--fit", choices=("crop", "full"), default="crop")
+    p.add_argument("--out", type=Path, default=Path("xai-client-out"), help="output folder")
+    p.add_argument("--token", default=None, help="Hugging Face token for a private Space")
+    args = p.parse_args(argv)
+
+    from gradio_client import Client, handle_file
+
+    if not args.image.is_file():
+        print(f"error: no such image: {args.image}", file=sys.stderr)
+        return 2
+    client = Client(args.app, token=args.token, verbose=False)
+    print("models offered:", ", ".join(client.predict(api_name="/models")))
+    gallery, top5, table, manifest, sheet, archive = client.predict(
+        image=handle_file(str(args.image)), model=args.model, mode=args.mode,
+        methods=args.methods, target=args.target, top_k=args.top_k, guided=args.guided,
+        fit=args.fit, api_name="/explain")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    for i, item in enumerate(gallery, 1):
+        name = f"{i:02d}_{_slug(item['caption'] or 'panel')}.png"
+        shutil.copyfile(item["image"], args.out / name)
+    shutil.copyfile(sheet, args.out / Path(sheet).name)
+    shutil.copyfile(archive, args.out / Path(archive).name)
+    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+    print(f"top-5 predictions of {args.model} for {args.image}:")
+    for c in top5["confidences"]:
+        print(f"  {c['confidence']:7.2%}  {c['label']}")
+    print("layers:")
+    for row in table["data"]:
+        print("  " + " · ".join(str(v) for v in row[:5]))
+    print(f"{len(gallery)} overlays, the labelled gallery and the ZIP saved to {args.out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""One in-process instance of the real app (``app.demo``) on a free local port, shared by the
+app and browser tests and closed at exit."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+_LOCK = threading.Lock()
+_URL: str | None = None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def running_app() -> str:
+    """The URL of the app, launched on first use (offline, examples cached lazily in tmp)."""
+    global _URL
+    with _LOCK:
+        if _URL is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+            os.environ.setdefault("XAI_CACHE_EXAMPLES", "lazy")
+            os.environ["GRADIO_EXAMPLES_CACHE"] = tempfile.mkdtemp(prefix="xai-examples-")
+            if str(ROOT) not in sys.path:
+                sys.path.insert(0, str(ROOT))
+            import app
+            from xai_app.ui import launch
+
+            _, url, _ = launch(app.demo, server_name="127.0.0.1", server_port=free_port(),
+                               prevent_thread_lock=True, quiet=True)
+            atexit.register(app.demo.close)
+            _URL = url
+        return _URL

@@ -1,0 +1,393 @@
+"""What the app does besides drawing widgets: the offered models, a bounded model cache, one
+explain run written to disk (overlays, labelled gallery PNG, ZIP with a JSON manifest), top-5
+predictions and the resolved-layer table. No Gradio import here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+import zipfile
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import xai
+from xai.cams import get_method
+from xai.cli import write_outputs
+from xai.engine import Explanation, Prediction
+from xai.errors import (
+    ImageError,
+    LayerError,
+    MethodError,
+    TargetError,
+    UnknownModelError,
+    WeightsUnavailableError,
+    XaiError,
+)
+from xai.layers import LayerInfo
+from xai.models import LoadedModel
+
+log = logging.getLogger("xai_app")
+
+# The bundled offline model first, then the reference study's three, then well-known timm ones.
+OFFERED_MODELS: tuple[str, ...] = (
+    "efficientnet_lite0", "densenet121", "resnet152", "inception_v3", "resnet50",
+    "convnext_tiny", "vit_base_patch16_224",
+)
+MODEL_TITLES: dict[str, str] = {
+    "efficientnet_lite0": "EfficientNet-Lite0 (bundled, offline)",
+    "densenet121": "DenseNet121", "resnet152": "ResNet152", "inception_v3": "Inception v3",
+    "resnet50": "ResNet50", "convnext_tiny": "ConvNeXt-T", "vit_base_patch16_224": "ViT-B/16",
+}
+METHOD_CHOICES: tuple[tuple[str, str], ...] = tuple(
+    (get_method(m).title or m, m) for m in xai.DEFAULT_METHODS)
+MODES = ("stages", "convs")
+FITS = ("crop", "full")
+DEPTHS = xai.DEFAULT_DEPTHS
+TOP1 = "top-1"
+DEFAULT_TOP_K = 1
+MAX_TOP_K = 5
+LAYER_HEADERS = ["depth", "module", "kind", "position", "feature map (C×H×W)", "layout", "note"]
+_CLASS_SUFFIX = re.compile(r"\(class (\d+)\)\s*$")
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _clip(text: object, limit: int = 80) -> str:
+    text = "".join(c if c.isprintable() else "?" for c in str(text))
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def offered_models() -> list[str]:
+    """The model names the app offers, the bundled offline one first."""
+    return list(OFFERED_MODELS)
+
+
+def check_model(name: object) -> str:
+    """``name`` stripped, if the app serves it (any timm name when XAI_ALLOW_ANY_MODEL=1)."""
+    if not isinstance(name, str) or not name.strip():
+        raise UnknownModelError("choose a model")
+    name = name.strip()
+    if name in OFFERED_MODELS or _flag("XAI_ALLOW_ANY_MODEL"):
+        return name
+    raise UnknownModelError(f"model {_clip(name)!r} is not offered here; choose one of "
+                            f"{', '.join(OFFERED_MODELS)}")
+
+
+def check_mode(mode: object) -> str:
+    if mode not in MODES:
+        raise LayerError(f"depth mode must be one of {', '.join(MODES)}, not {_clip(mode)!r}")
+    return str(mode)
+
+
+def check_fit(fit: object) -> str:
+    if fit not in FITS:
+        raise ImageError(f"fit must be one of {', '.join(FITS)}, not {_clip(fit)!r}")
+    return str(fit)
+
+
+def check_methods(methods: Sequence[str] | str | None) -> list[str]:
+    """Canonical method names; :class:`MethodError` for an unknown one or none at all."""
+    if isinstance(methods, str):
+        methods = methods.split(",")
+    names = list(dict.fromkeys(get_method(m).name for m in (methods or []) if str(m).strip()))
+    if not names:
+        raise MethodError("choose at least one method (Grad-CAM, Grad-CAM++, Eigen-CAM, "
+                          "XGrad-CAM)")
+    return names
+
+
+def parse_targets(target: object, top_k: object) -> tuple[str | int | None, int | None]:
+    """(targets, top_k) for :func:`xai.explain`: top_k > 1 wins; "top-1" or "" is the default.
+
+    ``target`` is "top-1", a class index, a label or "label (class N)".
+    """
+    if top_k is None or top_k == "":
+        k = DEFAULT_TOP_K
+    else:
+        try:
+            k = int(float(top_k))
+        except (TypeError, ValueError):
+            raise TargetError(f"top-k must be a whole number, not {_clip(top_k)!r}") from None
+        if k != float(top_k) or not 1 <= k <= MAX_TOP_K:
+            raise TargetError(f"top-k must be a whole number from 1 to {MAX_TOP_K}, "
+                              f"not {_clip(top_k)}")
+    if k > 1:
+        return None, k
+    text = "" if target is None else str(target).strip()
+    if text.lower() in ("", TOP1, "top1", "auto"):
+        return None, None
+    match = _CLASS_SUFFIX.search(text)
+    return (int(match.group(1)) if match else text), None
+
+
+class ModelCache:
+    """At most ``size`` loaded models, least recently used dropped first; thread-safe.
+
+    ``size`` defaults to env XAI_MODEL_CACHE (3). Two requests for the same model load it once.
+    """
+
+    def __init__(self, size: int | None = None,
+                 loader: Callable[[str], LoadedModel] | None = None) -> None:
+        self.size = max(1, int(size or os.environ.get("XAI_MODEL_CACHE") or 3))
+        self._loader = loader or (lambda name: xai.load_model(name))
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+
+    def __contains__(self, name: str) -> bool:
+        with self._lock:
+            return name in self._models
+
+    def names(self) -> list[str]:
+        """Loaded model names, least recently used first."""
+        with self._lock:
+            return list(self._models)
+
+    def peek(self, name: str) -> LoadedModel | None:
+        """The model if loaded (without loading it or changing its rank)."""
+        with self._lock:
+            return self._models.get(name)
+
+    def get(self, name: str) -> LoadedModel:
+        """The loaded model ``name``, loading it (and dropping the oldest) if needed."""
+        with self._lock:
+            if name in self._models:
+                self._models.move_to_end(name)
+                return self._models[name]
+            load_lock = self._loading.setdefault(name, threading.Lock())
+        with load_lock:
+            with self._lock:
+                if name in self._models:
+                    return self._models[name]
+            try:
+                t = time.perf_counter()
+                model = self._loader(name)
+                log.info("loaded %s on %s in %.1f s", name, getattr(model, "device", "?"),
+                         time.perf_counter() - t)
+            finally:
+                with self._lock:
+                    self._loading.pop(name, None)
+            dropped = []
+            with self._lock:
+                self._models[name] = model
+                while len(self._models) > self.size:
+                    dropped.append(self._models.popitem(last=False)[0])
+            if dropped:
+                log.info("model cache full (%d): dropped %s", self.size, ", ".join(dropped))
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            return model
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+CACHE = ModelCache()
+
+
+def _gpu(fn: Callable) -> Callable:
+    """``spaces.GPU`` on ZeroGPU Spaces (where the ``spaces`` package is installed), else ``fn``."""
+    try:
+        import spaces  # type: ignore[import-not-found]
+    except ImportError:
+        return fn
+    return spaces.GPU(duration=120)(fn)
+
+
+def _compute(name: str, image: xai.images.ImageInput, methods: list[str], mode: str,
+             targets: str | int | None, top_k: int | None, guided: bool, fit: str) -> Explanation:
+    # The model is looked up by name: on ZeroGPU this runs in a forked worker that inherits CACHE.
+    return xai.explain(CACHE.get(name), image, methods, DEPTHS, mode=mode, targets=targets,
+                       top_k=top_k, guided=bool(guided), fit=fit)
+
+
+def _predict(name: str, image: xai.images.ImageInput, fit: str) -> list[Prediction]:
+    model = CACHE.get(name)
+    prep = xai.prepare(image, model.input_size, model.mean, model.std, model.interpolation,
+                       model.crop_pct, fit)
+    with model.lock, torch.no_grad():
+        model.module.eval()
+        out = model.module(prep.tensor.to(model.device))
+    logits = out if isinstance(out, torch.Tensor) else getattr(out, "logits", None)
+    if logits is None:
+        logits = out[0]
+    probs = logits.float().softmax(dim=1)[0].cpu()
+    top = probs.topk(min(5, probs.numel()))
+    return [Prediction(int(i), model.labels[int(i)], float(p))
+            for p, i in zip(top.values, top.indices, strict=True)]
+
+
+compute = _gpu(_compute)
+predict_on_device = _gpu(_predict)
+
+
+def predict(name: str, image: xai.images.ImageInput, fit: str = "crop") -> list[Prediction]:
+    """Top-5 predictions of model ``name`` (loaded through :data:`CACHE`) for ``image``."""
+    name, fit = check_model(name), check_fit(fit)
+    CACHE.get(name)  # load in this process (before a ZeroGPU worker forks)
+    return predict_on_device(name, image, fit)
+
+
+def model_labels(name: str) -> list[str]:
+    """The class labels of a loaded model (empty if it is not loaded)."""
+    model = CACHE.peek(name)
+    return list(model.labels) if model is not None else []
+
+
+def label_scores(predictions: Sequence[Prediction],
+                 labels: Sequence[str] = ()) -> dict[str, float]:
+    """{label: probability} for a label widget. A label that names two classes (ImageNet has
+    "crane" twice) becomes "label (class N)", which :func:`parse_targets` reads back exactly."""
+    seen: dict[str, int] = {}
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+    out: dict[str, float] = {}
+    for p in predictions:
+        ambiguous = seen.get(p.label, 0) > 1 or p.label in out
+        out[f"{p.label} (class {p.index})" if ambiguous else p.label] = p.probability
+    return out
+
+
+_LAYER_MEMO: dict[tuple[str, str], dict[str, LayerInfo]] = {}
+_LAYER_LOCK = threading.Lock()
+
+
+def resolved_layers(name: str, mode: str = "stages") -> dict[str, LayerInfo]:
+    """{depth: LayerInfo} for first/middle/last. Layers depend on the architecture only, so
+    a model whose weights cannot be had here is inspected with random weights."""
+    name, mode = check_model(name), check_mode(mode)
+    with _LAYER_LOCK:
+        if (name, mode) in _LAYER_MEMO:
+            return _LAYER_MEMO[(name, mode)]
+    model = CACHE.peek(name)
+    if model is None:
+        try:
+            model = CACHE.get(name)
+        except WeightsUnavailableError:
+            model = xai.load_model(name, pretrained=False, device="cpu")
+    layers = {d: xai.resolve_layer(model, d, mode) for d in DEPTHS}
+    with _LAYER_LOCK:
+        _LAYER_MEMO[(name, mode)] = layers
+    return layers
+
+
+def layer_rows(layers: dict[str, LayerInfo]) -> list[list[str]]:
+    """Rows under :data:`LAYER_HEADERS`, one per depth."""
+    return [[depth, info.name, info.kind, info.position, info.size, info.fmt, info.note]
+            for depth, info in layers.items()]
+
+
+# --- one explain run, written to disk ---------------------------------------------------
+
+OUTPUT_ROOT = Path(os.environ.get("XAI_APP_OUTPUT") or
+                   Path(tempfile.gettempdir()) / "xai-app")
+OUTPUT_MAX_AGE_S = 3600
+
+
+def new_output_dir(root: Path | None = None, max_age_s: float = OUTPUT_MAX_AGE_S) -> Path:
+    """A fresh folder under ``root``; folders older than ``max_age_s`` are removed first."""
+    root = Path(root or OUTPUT_ROOT)
+    root.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - max_age_s
+    for old in root.iterdir():
+        try:
+            if old.is_dir() and old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+    return Path(tempfile.mkdtemp(prefix="run-", dir=root))
+
+
+def image_stem(image: object) -> str:
+    """A file-name stem for outputs: the uploaded file's name, slugged."""
+    if isinstance(image, (str, os.PathLike)):
+        stem = re.sub(r"[^a-z0-9]+", "-", Path(image).stem.lower()).strip("-")[:40]
+        return stem or "image"
+    return "image"
+
+
+@dataclass
+class ExplainRun:
+    """One explained image and its files: gallery items, labelled sheet, ZIP, manifest."""
+
+    result: Explanation
+    gallery: list[tuple[str, str]]  # (overlay PNG path, caption), rows = depths per target
+    sheet: Path  # the whole labelled gallery (xai.render.gallery) as PNG
+    zip: Path  # overlays + sheet + manifest.json
+    manifest: dict[str, Any]
+
+    @property
+    def columns(self) -> int:
+        return len(self.result.methods) + int(self.result.has_guided)
+
+
+def write_run(result: Explanation, out_dir: Path, stem: str,
+              settings: dict[str, Any] | None = None) -> ExplainRun:
+    """Save overlays, the labelled gallery and manifest.json; pack them in a ZIP."""
+    entry = write_outputs(result, out_dir, stem)
+    manifest = dict(entry, app=dict(settings or {}, xai_version=xai.__version__))
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    multi = len(result.targets) > 1
+    labels = {t.index: t.label for t in result.targets}
+    items = []
+    for o in entry["files"]["overlays"]:
+        caption = f"{labels[o['target']]} · {o['caption']}" if multi else o["caption"]
+        items.append((str(out_dir / o["file"]), caption))
+    archive = out_dir / f"{stem}_xai.zip"
+    names = [o["file"] for o in entry["files"]["overlays"]] + [entry["files"]["gallery"]]
+    with zipfile.ZipFile(archive, "w") as zf:
+        for name in names:  # PNGs are compressed already
+            zf.write(out_dir / name, name, compress_type=zipfile.ZIP_STORED)
+        zf.write(out_dir / "manifest.json", "manifest.json", compress_type=zipfile.ZIP_DEFLATED)
+    return ExplainRun(result, items, out_dir / entry["files"]["gallery"], archive, manifest)
+
+
+def explain(name: str, image: xai.images.ImageInput, *, mode: str = "stages",
+            methods: Sequence[str] | str = xai.DEFAULT_METHODS, target: object = TOP1,
+            top_k: object = DEFAULT_TOP_K, guided: bool = False, fit: str = "crop",
+            out_dir: Path | None = None,
+            on_step: Callable[[float, str], None] | None = None) -> ExplainRun:
+    """Validate every input, load the model (cached), explain, write the files.
+
+    ``on_step(fraction, text)`` reports progress. Raises :class:`xai.XaiError` on bad input.
+    """
+    step = on_step or (lambda fraction, text: None)
+    if image is None:
+        raise ImageError("no image: upload one, paste it, take a photo or pick an example")
+    name, mode, fit = check_model(name), check_mode(mode), check_fit(fit)
+    method_names = check_methods(methods)
+    targets, k = parse_targets(target, top_k)
+    if name not in CACHE:
+        step(0.05, f"loading {name} (first use)")
+    model = CACHE.get(name)
+    step(0.3, f"computing {len(method_names)} methods × 3 layers on {model.device}")
+    result = compute(name, image, method_names, mode, targets, k, bool(guided), fit)
+    step(0.7, "rendering the gallery")
+    settings = {"model": name, "mode": mode, "methods": method_names, "target": target,
+                "top_k": k or 1, "guided": bool(guided), "fit": fit}
+    run = write_run(result, out_dir or new_output_dir(), image_stem(image), settings)
+    step(1.0, "done")
+    return run
+
+
+__all__ = [
+    "CACHE", "DEFAULT_TOP_K", "DEPTHS", "ExplainRun", "FITS", "LAYER_HEADERS", "MAX_TOP_K",
+    "METHOD_CHOICES", "MODEL_TITLES", "MODES", "ModelCache", "OFFERED_MODELS", "TOP1",
+    "XaiError", "check_fit", "check_methods", "check_mode", "check_model", "explain",
+    "image_stem", "label_scores", "layer_rows", "model_labels", "new_output_dir", "offered_models",
+    "parse_targets", "predict", "resolved_layers", "write_run",
+]
