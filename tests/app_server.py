@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -31,6 +32,9 @@ def running_app() -> str:
             os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
             os.environ.setdefault("XAI_CACHE_EXAMPLES", "lazy")
             os.environ["GRADIO_EXAMPLES_CACHE"] = tempfile.mkdtemp(prefix="xai-examples-")
+            out = tempfile.mkdtemp(prefix="xai-app-out-")
+            os.environ["XAI_APP_OUTPUT"] = out
+            atexit.register(shutil.rmtree, out, True)
             if str(ROOT) not in sys.path:
                 sys.path.insert(0, str(ROOT))
             import app

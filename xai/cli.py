@@ -55,11 +55,11 @@ def write_outputs(result: Explanation, out: Path, stem: str, alpha: float = 0.5)
     out.mkdir(parents=True, exist_ok=True)
     files = {"gallery": f"{stem}_gallery.png", "overlays": []}
     drawn = {t.index: panels(result, t.index, alpha) for t in result.targets}
-    gallery(result, alpha=alpha, drawn=drawn).save(out / files["gallery"])
+    gallery(result, alpha=alpha, drawn=drawn).save(out / files["gallery"], compress_level=1)
     for tgt in result.targets:
         for pic, method, depth, caption in drawn[tgt.index]:
             name = f"{stem}_{tgt.index}-{_slug(tgt.label)}_{_slug(method)}_{_slug(depth)}.png"
-            Image.fromarray(pic).save(out / name)
+            Image.fromarray(pic).save(out / name, compress_level=1)
             files["overlays"].append({"file": name, "method": method, "depth": depth,
                                       "target": tgt.index, "caption": caption})
     return dict(result.manifest(), files=files)

@@ -158,7 +158,10 @@ def _class_index(target: int | str, labels: Sequence[str]) -> int:
     if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
         idx = int(target)
     elif isinstance(target, str) and target.strip().lstrip("-").isdigit():
-        idx = int(target.strip())
+        text = target.strip()
+        if not text.lstrip("-").isdecimal() or len(text) > 12:  # '²', '①', 5000 digits
+            raise TargetError(f"{text[:20]!r} is not a class index in 0..{len(labels) - 1}")
+        idx = int(text)
     elif isinstance(target, str):
         wanted = target.strip().lower()
         for i, label in enumerate(labels):

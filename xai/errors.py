@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+MAX_MESSAGE = 300  # characters; user text (a 1 MB "label") is never echoed whole
+
+
+def one_line(text: object) -> str:
+    """``text`` with every run of whitespace (newlines too) as one space, clipped."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 1] + "…"
+
 
 class XaiError(Exception):
     """Base class of every error this package raises on bad input or missing resources."""
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
 
 
 class UnknownModelError(XaiError, KeyError):
     """The model name is not registered, not in timm and not in torchvision."""
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0]) if self.args else ""
+        return one_line(self.args[0]) if self.args else ""
 
 
 class WeightsUnavailableError(XaiError):

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 
 from .errors import ImageError
 
-MAX_PIXELS = 40_000_000  # about 7300 x 5500; larger images are refused before decoding
+MAX_PIXELS = 40_000_000  # e.g. 8000 x 5000; larger images are refused before decoding
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MIN_SIDE = 8  # a side shorter than this has no 2-D structure to explain; refused, not upscaled
 FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF", "PPM", "ICO", "AVIF")

@@ -300,7 +300,7 @@ def stage_layers(model: LoadedModel) -> list[LayerInfo]:
     return list(trace(model).stages)
 
 
-_CONV_RE = re.compile(r"^conv:(-?\d+)$")
+_CONV_RE = re.compile(r"^conv:(-?\d{1,9})$")  # longer: no such conv (int() stops at 4300)
 
 
 def resolve_layer(model: LoadedModel, depth: str | float, mode: str = "stages") -> LayerInfo:

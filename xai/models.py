@@ -113,6 +113,22 @@ def _offline() -> bool:
                for v in ("HF_HUB_OFFLINE", "XAI_OFFLINE"))
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """True if the Hugging Face endpoint accepts a TCP connection within ``timeout`` seconds."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _weights_error(name: str, reason: str) -> WeightsUnavailableError:
     return WeightsUnavailableError(
         f"pretrained weights for {name!r} could not be loaded ({reason}); "
@@ -159,15 +175,18 @@ def _load_timm(name: str, pretrained: bool) -> LoadedModel:
             f"unknown model {name!r}: not registered, not a timm model, and not "
             f"'torchvision/<name>' (try {DEFAULT_MODEL!r}, 'resnet152', 'densenet121', "
             f"'inception_v3' or 'torchvision/resnet152')")
-    if pretrained and _offline():
+    if pretrained:
         from huggingface_hub import try_to_load_from_cache
 
         cfg = timm.models.get_pretrained_cfg(arch)
         hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
         cached = hub_id and any(isinstance(try_to_load_from_cache(hub_id, f), str)
                                 for f in ("model.safetensors", "pytorch_model.bin"))
-        if not cached:
+        if not cached and _offline():
             raise _weights_error(name, "offline and not in the local cache")
+        if not cached and hub_id and not _hub_reachable():
+            # huggingface_hub would retry for about a minute before giving up
+            raise _weights_error(name, "the Hugging Face Hub cannot be reached (no network?)")
     try:
         module = timm.create_model(arch, pretrained=pretrained)
     except Exception as exc:  # network, hub or file errors all mean the same to the user

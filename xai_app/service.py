@@ -296,19 +296,27 @@ def layer_rows(layers: dict[str, LayerInfo]) -> list[list[str]]:
 OUTPUT_ROOT = Path(os.environ.get("XAI_APP_OUTPUT") or
                    Path(tempfile.gettempdir()) / "xai-app")
 OUTPUT_MAX_AGE_S = 3600
+OUTPUT_MAX_RUNS = 200  # about 1 GB of PNGs at most
 
 
-def new_output_dir(root: Path | None = None, max_age_s: float = OUTPUT_MAX_AGE_S) -> Path:
-    """A fresh folder under ``root``; folders older than ``max_age_s`` are removed first."""
+def new_output_dir(root: Path | None = None, max_age_s: float = OUTPUT_MAX_AGE_S,
+                   max_runs: int = OUTPUT_MAX_RUNS) -> Path:
+    """A fresh folder under ``root``; folders older than ``max_age_s``, and the oldest beyond
+    ``max_runs``, are removed first."""
     root = Path(root or OUTPUT_ROOT)
     root.mkdir(parents=True, exist_ok=True)
     cutoff = time.time() - max_age_s
+    runs = []
     for old in root.iterdir():
         try:
-            if old.is_dir() and old.stat().st_mtime < cutoff:
-                shutil.rmtree(old, ignore_errors=True)
+            if old.is_dir():
+                runs.append((old.stat().st_mtime, old))
         except OSError:
             pass
+    runs.sort()
+    for i, (mtime, old) in enumerate(runs):
+        if mtime < cutoff or i < len(runs) - (max_runs - 1):
+            shutil.rmtree(old, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix="run-", dir=root))
 
 

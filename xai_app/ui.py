@@ -12,6 +12,7 @@ Named API endpoints (``gradio_client``: ``client.predict(..., api_name="/explain
 from __future__ import annotations
 
 import functools
+import html
 import logging
 import os
 from collections.abc import Callable
@@ -93,7 +94,8 @@ def user_errors(action: str) -> Callable[[Callable], Callable]:
                 raise
             except XaiError as exc:
                 log.info("%s refused: %s", action, exc)
-                raise gr.Error(str(exc), title=f"Cannot {action}",
+                # Gradio renders an error message as HTML: user text in it must stay text
+                raise gr.Error(html.escape(str(exc), quote=False), title=f"Cannot {action}",
                                print_exception=False) from None
             except Exception:
                 log.exception("unexpected error in %s", action)
