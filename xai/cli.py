@@ -71,8 +71,8 @@ def _explain(args: argparse.Namespace) -> int:
     model = load_model(args.model, pretrained=not args.random_weights)
     entries = []
     stems: set[str] = set()
-    bar = tqdm(args.images, desc="explaining", unit="image", disable=len(args.images) < 2,
-               file=sys.stderr)
+    bar = tqdm(args.images, desc="explaining", unit="image", file=sys.stderr, leave=False,
+               disable=len(args.images) < 2 or not sys.stderr.isatty())  # a terminal only
     for path in bar:
         stem = _slug(Path(path).stem) or "image"
         while stem in stems:
