@@ -166,7 +166,7 @@ def test_app_config_inputs_queue_and_examples(url: str):
     dataset = next(c for c in by_id.values() if c["type"] == "dataset")
     assert len(dataset["props"]["samples"]) == 4
     tabs = [c["props"].get("label") for c in by_id.values() if c["type"] == "tabitem"]
-    assert "Embeddings (coming)" in tabs and "Gallery" in tabs
+    assert "Embeddings & faithfulness" in tabs and "Gallery" in tabs
 
 
 def test_client_script_saves_overlays(url: str, tmp_path, capsys):
@@ -244,3 +244,21 @@ def test_output_folders_are_bounded(tmp_path):
     made = [new_output_dir(tmp_path, max_runs=3) for _ in range(6)]
     left = sorted(p for p in tmp_path.iterdir())
     assert len(left) == 3 and made[-1] in left
+
+
+def test_embeddings_endpoint_scores_every_panel(client: Client):
+    figure, channels, table, verdicts = client.predict(
+        handle_file(CAT), "efficientnet_lite0", "stages",
+        ["gradcam", "gradcam++", "eigencam", "xgradcam"], "top-1", "crop", 4, True,
+        api_name="/embeddings")
+    with Image.open(figure) as img:
+        assert img.format == "PNG" and img.width > img.height  # input + one map per depth
+    assert len(channels) == 3 and channels[0]["caption"].startswith("first: blocks.0")
+    rows = table["data"]
+    ranked = [r for r in rows if r[0] != "baseline"]
+    assert len(ranked) == 12 and sum("★" in r[0] for r in ranked) == 1
+    assert {r[1] for r in rows if r[0] == "baseline"} == {"random", "random-cam", "sobel"}
+    assert "gradcam" in verdicts and ("passes" in verdicts or "fails" in verdicts)
+    with pytest.raises(AppError, match="maximum"):  # the slider refuses it
+        client.predict(handle_file(CAT), "efficientnet_lite0", "stages", ["gradcam"], "top-1",
+                       "crop", 1000, False, api_name="/embeddings")

@@ -70,3 +70,17 @@ def test_errors_are_one_line_and_non_zero(tmp_path, cat_path):
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), (args, res.stderr)
         assert "Traceback" not in res.stderr
+
+
+def test_faithfulness_and_embeddings_flags(tmp_path, cat_path, coffee_path):
+    res = _run("explain", str(cat_path), str(coffee_path), "--faithfulness", "--steps", "4",
+               "--embeddings", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert (tmp_path / manifest["embeddings_2d"]).is_file()
+    cat = manifest["images"][0]
+    table = cat["faithfulness"][0]
+    assert len(table["rows"]) == 12 and sum(r["best"] for r in table["rows"]) == 1
+    assert (tmp_path / "cat_faithfulness.md").is_file()
+    assert (tmp_path / cat["embeddings"]["maps"]).is_file()
+    assert set(cat["embeddings"]["channels"]) == {"first", "middle", "last"}

@@ -33,6 +33,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="crop: the model's centre crop; full: the whole image")
     e.add_argument("--alpha", type=float, default=0.5, help="heat-map weight in overlays")
     e.add_argument("--random-weights", action="store_true", help="pretrained=False (timing)")
+    e.add_argument("--faithfulness", action="store_true",
+                   help="score every panel: RISE deletion/insertion AUC vs random/Sobel maps")
+    e.add_argument("--steps", type=int, default=50,
+                   help="deletion/insertion steps (RISE: 224 at 224x224; default 50)")
+    e.add_argument("--road", action="store_true", help="add pytorch-grad-cam's ROAD (slow)")
+    e.add_argument("--sanity", action="store_true",
+                   help="model-parameter randomisation check: rank correlation and verdicts")
+    e.add_argument("--embeddings", action="store_true",
+                   help="embedding maps, top channels per layer, and (2+ images) a 2-D plot")
     e.add_argument("--out", required=True, type=Path, help="output folder")
     ly = sub.add_parser("layers", help="print the resolved layers and the conv count")
     ly.add_argument("model", nargs="?", default=DEFAULT_MODEL)
@@ -70,6 +79,7 @@ def _explain(args: argparse.Namespace) -> int:
 
     model = load_model(args.model, pretrained=not args.random_weights)
     entries = []
+    explained: list[tuple[str, Explanation]] = []
     stems: set[str] = set()
     bar = tqdm(args.images, desc="explaining", unit="image", file=sys.stderr, leave=False,
                disable=len(args.images) < 2 or not sys.stderr.isatty())  # a terminal only
@@ -79,8 +89,12 @@ def _explain(args: argparse.Namespace) -> int:
             stem += "-1"
         stems.add(stem)
         result = explain(model, path, args.methods, args.depths, mode=args.mode,
-                         targets=args.target, top_k=args.top_k, guided=args.guided, fit=args.fit)
+                         targets=args.target, top_k=args.top_k, guided=args.guided, fit=args.fit,
+                         keep_activations=args.embeddings)
         entry = write_outputs(result, args.out, stem, args.alpha)
+        entry.update(_insights(model, result, args, stem))
+        if args.embeddings:
+            explained.append((stem, result))
         entries.append(dict(entry, image=str(path)))
         best = result.predictions[0]
         gallery_path = args.out / entry["files"]["gallery"]
@@ -89,8 +103,52 @@ def _explain(args: argparse.Namespace) -> int:
                 "preprocessing": model.config(),
                 "methods": list(args.methods) + ([GUIDED] if args.guided else []),
                 "images": entries}
+    if len(explained) >= 2:
+        from .embeddings import embedding_scatter, figure_image
+
+        fig = embedding_scatter([r for _, r in explained], names=[s for s, _ in explained])
+        figure_image(fig).save(args.out / "embeddings_2d.png")
+        manifest["embeddings_2d"] = "embeddings_2d.png"
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return 0
+
+
+def _insights(model, result: Explanation, args: argparse.Namespace, stem: str) -> dict:
+    """Faithfulness tables, sanity report and embedding pictures of one result (manifest keys)."""
+    out: dict = {}
+    if args.faithfulness:
+        from .faithfulness import score_explanation
+
+        tables = [score_explanation(model, result, t.index, n_steps=args.steps, road=args.road)
+                  for t in result.targets]
+        out["faithfulness"] = [t.to_dict() for t in tables]
+        md = "\n\n".join(f"target {t.target['label']} ({t.target['index']})\n\n{t.markdown()}"
+                          for t in tables)
+        (args.out / f"{stem}_faithfulness.md").write_text(md + "\n")
+        for t in tables:
+            best = next(r for r in t.rows if r["best"])
+            print(f"  faithfulness ({t.target['label']}): best {best['method']} @ "
+                  f"{best['depth']}, ins-del {best['score']:+.3f} "
+                  f"({t.timings['total']:.1f} s, {t.forwards} images)")
+    if args.sanity:
+        from .sanity import sanity_check
+
+        report = sanity_check(model, result)
+        out["sanity"] = report.to_dict()
+        (args.out / f"{stem}_sanity.md").write_text(report.markdown() + "\n")
+        print("  sanity: " + ", ".join(f"{m} {v['verdict']}"
+                                       for m, v in report.verdicts.items()))
+    if args.embeddings:
+        from .embeddings import embedding_figure, feature_grid
+
+        files = {"maps": f"{stem}_embeddings.png", "channels": {}}
+        embedding_figure(result).save(args.out / files["maps"])
+        for depth in result.depths:
+            name = f"{stem}_channels_{_slug(depth)}.png"
+            feature_grid(result, depth).save(args.out / name)
+            files["channels"][depth] = name
+        out["embeddings"] = files
+    return out
 
 
 def _layers(args: argparse.Namespace) -> int:

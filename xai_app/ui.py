@@ -24,7 +24,7 @@ import gradio as gr
 
 from xai.errors import XaiError
 
-from . import service
+from . import insights, service
 from .service import (
     DEFAULT_TOP_K,
     LAYER_HEADERS,
@@ -216,13 +216,47 @@ class Inputs:
                 self.guided, self.fit]
 
 
+EMBEDDINGS_INTRO = """### What each layer represents, and which map to believe
+**Embedding maps**: each position's feature vector on the layer's first three principal
+components (R, G, B; one scale), aligned with the image. **Channels**: the 16 most active
+channels per layer. **Faithfulness**: RISE deletion (↓) / insertion (↑) AUC of every panel,
+ranked by insertion − deletion, beside a random map, a random CAM and a Sobel edge map.
+**Sanity**: how much each method's maps change when the model is re-initialised top-down."""
+
+
+@user_errors("compute the embeddings")
+def embeddings(image: str | None, model: str, mode: str, methods: list[str], target: str,
+               fit: str, steps: float, sanity: bool, progress: gr.Progress = gr.Progress()
+               ) -> tuple[Any, list[tuple[Any, str]], list[list[str]], str]:
+    """Embedding maps, top channels, faithfulness table and sanity verdicts for one target."""
+    progress(0.1, desc="explaining, scoring every panel (batched)")
+    run = insights.insights(model, image, mode=mode, methods=methods, target=target, fit=fit,
+                            n_steps=steps, sanity=sanity)
+    return (run.figure, run.grids, insights.faithfulness_rows(run.faithfulness),
+            insights.sanity_markdown(run.sanity))
+
+
 def embeddings_tab(inputs: Inputs) -> None:
-    """Placeholder for the embeddings view of the same layers (its own issue): replace this
-    function; it gets the input widgets and builds one ``gr.Tab``."""
-    with gr.Tab("Embeddings (coming)", id="embeddings"):
-        gr.Markdown("### Embeddings: coming in a later release\n"
-                    "This tab will show embeddings of the feature maps at the same first, "
-                    "middle and last layers. Nothing is computed here yet.")
+    """The embeddings / faithfulness view of the same first, middle and last layers."""
+    limit = _concurrency()
+    with gr.Tab("Embeddings & faithfulness", id="embeddings"):
+        gr.Markdown(EMBEDDINGS_INTRO)
+        with gr.Row():
+            steps = gr.Slider(4, insights.MAX_FAITH_STEPS, value=insights.DEFAULT_FAITH_STEPS,
+                              step=1, label="Deletion/insertion steps", min_width=200)
+            sanity = gr.Checkbox(value=True, label="Sanity check", min_width=120)
+            go = gr.Button("Compute", variant="secondary", elem_id="xai-embeddings-run")
+        figure = gr.Image(label="Embedding maps (PC1-3 as RGB)", type="pil", format="png",
+                          interactive=False, elem_id="xai-embedding-maps")
+        channels = gr.Gallery(label="Most active channels per layer", columns=3, format="png",
+                              object_fit="contain", height="auto", interactive=False)
+        table = gr.Dataframe(headers=insights.FAITH_HEADERS, interactive=False, wrap=True,
+                             label="Faithfulness per panel (best ★)", elem_id="xai-faith")
+        verdicts = gr.Markdown(elem_id="xai-sanity")
+    go.click(embeddings, inputs=[inputs.image, inputs.model, inputs.mode, inputs.methods,
+                                 inputs.target, inputs.fit, steps, sanity],
+             outputs=[figure, channels, table, verdicts], api_name="embeddings",
+             concurrency_id="compute", concurrency_limit=limit)
 
 
 def _examples() -> list[list[Any]]:

@@ -1,0 +1,99 @@
+"""The embeddings and faithfulness view: embedding maps, channel grids, deletion/insertion
+scores per panel and the sanity check, all from one explain call (no Gradio here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import xai
+from xai.embeddings import embedding_figure, feature_grid
+from xai.engine import Explanation
+from xai.errors import ImageError, XaiError
+from xai.faithfulness import FaithfulnessTable, score_explanation
+from xai.sanity import SanityReport, sanity_check
+
+from .service import (
+    CACHE,
+    DEPTHS,
+    TOP1,
+    _gpu,
+    check_fit,
+    check_methods,
+    check_mode,
+    check_model,
+    parse_targets,
+)
+
+FAITH_HEADERS = ["rank", "method", "depth", "deletion AUC ↓", "insertion AUC ↑", "ins − del ↑",
+                 "beats baselines"]
+DEFAULT_FAITH_STEPS = 16  # about 20 s on a 2-core CPU for 12 panels; RISE uses 224
+MAX_FAITH_STEPS = 224
+
+
+@dataclass
+class InsightRun:
+    """Embeddings, channel grids, faithfulness and sanity of one explanation (one forward)."""
+
+    result: Explanation
+    figure: Any
+    grids: list[tuple[Any, str]]
+    faithfulness: FaithfulnessTable
+    sanity: SanityReport | None
+
+
+def _insights(name: str, image, methods: list[str], mode: str, targets, fit: str,
+              n_steps: int, sanity: bool) -> InsightRun:
+    model = CACHE.get(name)
+    result = xai.explain(model, image, methods, DEPTHS, mode=mode, targets=targets, fit=fit,
+                         keep_activations=True)  # the embeddings reuse this forward
+    grids = [(feature_grid(result, d, k=16, cols=4, tile=96),
+              f"{d}: {result.layer(d).name} · top 16 channels") for d in result.depths]
+    table = score_explanation(model, result, n_steps=n_steps)
+    report = sanity_check(model, result) if sanity else None
+    return InsightRun(result, embedding_figure(result), grids, table, report)
+
+
+compute_insights = _gpu(_insights)
+
+
+def insights(name: object, image, *, mode: object = "stages",
+             methods=xai.DEFAULT_METHODS, target: object = TOP1, fit: object = "crop",
+             n_steps: object = DEFAULT_FAITH_STEPS, sanity: bool = True) -> InsightRun:
+    """Validate, then embeddings + channel grids + faithfulness (+ sanity) for one target."""
+    if image is None:
+        raise ImageError("no image: upload one, paste it, take a photo or pick an example")
+    name, mode, fit = check_model(name), check_mode(mode), check_fit(fit)
+    method_names = check_methods(methods)
+    targets, _ = parse_targets(target, 1)
+    try:
+        steps = int(n_steps)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise XaiError(f"steps must be a whole number, not {str(n_steps)[:40]!r}") from None
+    if not 4 <= steps <= MAX_FAITH_STEPS:
+        raise XaiError(f"steps must be in 4..{MAX_FAITH_STEPS}")
+    return compute_insights(name, image, method_names, mode, targets, fit, steps, bool(sanity))
+
+
+def faithfulness_rows(table: FaithfulnessTable) -> list[list[str]]:
+    """The ranked table, best marked ★, then the baselines every method must beat."""
+    rows = [[f"{r['rank']}{' ★' if r['best'] else ''}", r["method"], r["depth"],
+             f"{r['deletion_auc']:.3f}", f"{r['insertion_auc']:.3f}", f"{r['score']:+.3f}",
+             "yes" if r["beats_baselines"] else "no"]
+            for r in sorted(table.rows, key=lambda r: r["rank"])]
+    rows += [["baseline", b["method"], "—", f"{b['deletion_auc']:.3f}",
+              f"{b['insertion_auc']:.3f}", f"{b['score']:+.3f}", "—"] for b in table.baselines]
+    return rows
+
+
+def sanity_markdown(report: SanityReport | None) -> str:
+    """The verdict per method, in words."""
+    if report is None:
+        return "Sanity check off."
+    lines = [f"**Sanity check** (cascading model-parameter randomisation, Adebayo et al. 2018; a "
+             f"method passes when its maps' mean |Spearman ρ| once the layer's own stage and "
+             f"everything above it are re-initialised is below {report.threshold}):"]
+    for m, v in report.verdicts.items():
+        lines.append(f"- **{m}: {v['verdict']}** — mean |ρ| own stage {v['rho_layer']:.2f}, "
+                     f"mean ρ head only {v['rho_head']:.2f}. {v['note']}")
+    return "\n".join(lines)
