@@ -65,6 +65,23 @@ def test_eigen_projection_matches_full_svd_up_to_sign():
         assert abs(ours.min()) <= abs(ours.max())  # deterministic sign: larger extreme positive
 
 
+def test_eigen_projection_large_maps_match_full_svd():
+    """The Lanczos path (min(C, HW) > 128): structured maps, C > HW, and pure noise (which
+    needs the dense fallback), batched."""
+    torch.manual_seed(0)
+    trend = torch.linspace(0, 3, 28)
+    cases = [torch.relu(torch.randn(1, 512, 28, 28) + trend),  # covariance side
+             torch.relu(torch.randn(1, 1024, 14, 14) + trend[:14]),  # Gram side
+             torch.randn(2, 300, 20, 20)]  # tiny eigengaps
+    for acts in cases:
+        ours = first_component_projection(acts).numpy()
+        ref = get_2d_projection(acts.numpy())
+        for o, r in zip(ours, ref):
+            o, r = o.ravel(), r.ravel()
+            assert abs(np.corrcoef(o, r)[0, 1]) >= 0.9999
+            assert np.abs(np.abs(o) - np.abs(r)).max() <= 1e-3 * np.abs(r).max()
+
+
 class _Counter:
     def __init__(self, monkeypatch, model):
         self.grad_calls = 0

@@ -143,7 +143,12 @@ def resize_map(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(cam.shape[-2:]) != tuple(size):
         cam = F.interpolate(cam[None, None], size=tuple(size), mode="bilinear",
                             align_corners=False)[0, 0]
-    return _normalise(cam.clamp(min=0)[None])[0].cpu()
+    else:
+        cam = cam.clone()  # normalised in place below
+    # as _normalise, in fewer passes (each one wakes the intra-op threads on a large map)
+    cam = cam.clamp_(min=0)
+    lo, hi = torch.aminmax(cam)
+    return cam.sub_(lo).div_(hi - lo + 1e-7).cpu()
 
 
 def _normalise(cams: torch.Tensor) -> torch.Tensor:

@@ -10,9 +10,8 @@ class GradCAMPlusPlus(CamMethod):
     title = "Grad-CAM++"
 
     def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-        g2 = grads ** 2
-        g3 = g2 * grads
         sum_acts = acts.sum(dim=(2, 3), keepdim=True)
-        aij = g2 / (2 * g2 + sum_acts * g3 + 1e-6)
-        aij = torch.where(grads != 0, aij, torch.zeros_like(aij))
+        g2 = grads * grads
+        aij = g2.div_((sum_acts * (g2 * grads)).add_(g2, alpha=2).add_(1e-6))
+        # where grads == 0, aij is 0 and so is relu(grads): the reference's mask changes nothing
         return (grads.clamp(min=0) * aij).sum(dim=(2, 3))

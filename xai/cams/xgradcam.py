@@ -11,4 +11,4 @@ class XGradCAM(CamMethod):
 
     def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         sum_acts = acts.sum(dim=(2, 3), keepdim=True)
-        return (grads * acts / (sum_acts + 1e-7)).sum(dim=(2, 3))
+        return (grads * acts).div_(sum_acts + 1e-7).sum(dim=(2, 3))

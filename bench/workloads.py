@@ -1,0 +1,258 @@
+"""What is timed for one model: (a) the xai gallery, (b) pytorch-grad-cam's own classes, (c) a
+bare forward + full backward, (d) the one-pass floor, and the extra workloads (top-k, batch,
+Eigen-CAM alone, pass counts)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+import xai
+from xai.layers import trace
+
+METHODS = ("gradcam", "gradcam++", "eigencam", "xgradcam")
+DEPTHS = ("first", "middle", "last")
+DEFAULT_MODELS = ("resnet152", "densenet121", "inception_v3", "efficientnet_lite0",
+                  "vit_base_patch16_224")
+ALIASES = {"vit_b16": "vit_base_patch16_224", "vit-b/16": "vit_base_patch16_224",
+           "vit": "vit_base_patch16_224", "inception": "inception_v3",
+           "effnet": "efficientnet_lite0", "efficientnet-lite0": "efficientnet_lite0"}
+SVD_BYTES_PER_PIXEL2 = 16  # pytorch-grad-cam's full SVD: U is HW x HW float32, plus workspace
+
+
+def model_name(name: str) -> str:
+    """The timm (or registered) name for a benchmark alias."""
+    return ALIASES.get(name.strip().lower(), name.strip())
+
+
+def load(name: str, device: torch.device) -> xai.LoadedModel:
+    """The model with random weights (timing only), except the bundled default's real ones."""
+    torch.manual_seed(0)
+    return xai.load_model(name, pretrained=name == xai.DEFAULT_MODEL, device=device)
+
+
+def example_images(paths: list[str], n: int) -> list[np.ndarray]:
+    """``n`` distinct RGB arrays from the example pictures (mirrored copies after the first)."""
+    base = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    out = []
+    for i in range(n):
+        img = base[i % len(base)]
+        out.append(np.ascontiguousarray(img[:, ::-1]) if (i // len(base)) % 2 else img)
+    return out
+
+
+def _logits(out) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    return logits if logits is not None else out[0]
+
+
+class PassCounter:
+    """Counts top-level model forwards and autograd backward calls (grad or backward)."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module = module
+        self.forward = 0
+        self.backward = 0
+
+    def __enter__(self) -> PassCounter:
+        self._real_grad, self._real_backward = torch.autograd.grad, torch.autograd.backward
+
+        def grad(*args, **kwargs):
+            self.backward += 1
+            return self._real_grad(*args, **kwargs)
+
+        def backward(*args, **kwargs):
+            self.backward += 1
+            return self._real_backward(*args, **kwargs)
+
+        def pre_hook(module, args):
+            self.forward += 1
+
+        torch.autograd.grad, torch.autograd.backward = grad, backward
+        self._handle = self.module.register_forward_pre_hook(pre_hook)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        torch.autograd.grad, torch.autograd.backward = self._real_grad, self._real_backward
+        self._handle.remove()
+
+    def counts(self) -> dict[str, int]:
+        return {"forward": self.forward, "backward": self.backward}
+
+
+def reshape_transform(info: xai.LayerInfo):
+    """pytorch-grad-cam's reshape_transform for a layer: tokens minus prefix -> grid -> NCHW."""
+    if info.fmt == "NLC":
+        c, gh, gw = info.shape
+        prefix = info.prefix_tokens
+
+        def tokens_to_nchw(t: torch.Tensor) -> torch.Tensor:
+            return t[:, prefix:, :].reshape(t.shape[0], gh, gw, c).permute(0, 3, 1, 2)
+        return tokens_to_nchw
+    if info.fmt == "NHWC":
+        return lambda t: t.permute(0, 3, 1, 2)
+    return None
+
+
+@dataclass
+class Workload:
+    """One model, one image and the layers and target every measurement shares."""
+
+    model: xai.LoadedModel
+    image: np.ndarray
+    layers: dict[str, xai.LayerInfo] = field(init=False)
+    target: int = field(init=False)
+    x: torch.Tensor = field(init=False, repr=False)
+    earliest: str = field(init=False)
+    floor_clones: bool = field(init=False, default=False)
+    last_floor: dict[str, float] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.layers = {d: xai.resolve_layer(self.model, d) for d in DEPTHS}
+        r = xai.explain(self.model, self.image)
+        self.target = r.targets[0].index
+        self.x = r.input.to(self.model.device)
+        order = {e.name: i for i, e in enumerate(trace(self.model).events)}
+        self.earliest = min((i.name for i in self.layers.values()), key=lambda n: order[n])
+
+    @property
+    def module(self) -> torch.nn.Module:
+        return self.model.module
+
+    # (a) ------------------------------------------------------------------------------------
+    def gallery(self) -> xai.Explanation:
+        """xai's full gallery: 4 methods x 3 depths for the top-1 class, maps at image size."""
+        r = xai.explain(self.model, self.image)
+        for method in METHODS:
+            for depth in DEPTHS:
+                r.cam(method, depth)
+        return r
+
+    def top_k(self, k: int) -> xai.Explanation:
+        """The gallery for the k most probable classes (one forward, k backward passes)."""
+        r = xai.explain(self.model, self.image, top_k=k)
+        for t in r.targets:
+            for method in METHODS:
+                for depth in DEPTHS:
+                    r.cam(method, depth, t.index)
+        return r
+
+    def batch(self, images: list[np.ndarray]) -> list[xai.Explanation]:
+        """Galleries for several images from one batched forward and backward."""
+        results = xai.explain_batch(self.model, images)
+        for r in results:
+            for method in METHODS:
+                for depth in DEPTHS:
+                    r.cam(method, depth)
+        return results
+
+    def eigen_request(self) -> np.ndarray:
+        """Eigen-CAM alone at the first stage: one forward, no backward."""
+        r = xai.explain(self.model, self.image, methods=["eigencam"], depths=["first"])
+        return r.cam("eigencam", "first")
+
+    def first_activations(self) -> torch.Tensor:
+        """The first-stage feature map (1, C, H, W) as the engine sees it."""
+        r = xai.explain(self.model, self.image, methods=["eigencam"], depths=["first"],
+                        keep_activations=True)
+        return r.activations["first"][None].to(self.model.device)
+
+    @staticmethod
+    def eigen_map(acts: torch.Tensor) -> torch.Tensor:
+        """Only the map: xai's Eigen-CAM on a feature map, ReLU and min-max scaled."""
+        cam = xai.METHODS["eigencam"].cam(acts, None).clamp(min=0)
+        flat = cam.reshape(cam.shape[0], -1)
+        flat = flat - flat.amin(dim=1, keepdim=True)
+        return flat / (flat.amax(dim=1, keepdim=True) + 1e-7)
+
+    # (c) ------------------------------------------------------------------------------------
+    def full_backward(self) -> None:
+        """A bare forward and a full backward (parameter gradients) for the same class."""
+        with torch.enable_grad():
+            logits = _logits(self.module(self.x))
+            logits[0, self.target].backward()
+
+    def clear_grads(self) -> None:
+        self.module.zero_grad(set_to_none=True)
+
+    # (d) ------------------------------------------------------------------------------------
+    def floor(self) -> None:
+        """The floor: a forward that records the graph only from the earliest target layer,
+        and one backward to that layer's activations (no parameter gradients)."""
+        store: dict[str, torch.Tensor] = {}
+
+        def hook(mod, args, out):
+            leaf = out.detach().requires_grad_(True)
+            torch.set_grad_enabled(True)
+            store["leaf"] = leaf
+            return leaf.clone() if self.floor_clones else leaf
+
+        handle = self.module.get_submodule(self.earliest).register_forward_hook(hook)
+        t0 = time.perf_counter()
+        try:
+            with torch.no_grad():
+                logits = _logits(self.module(self.x))
+        except RuntimeError as exc:
+            if self.floor_clones or "leaf Variable" not in str(exc):
+                raise
+            self.floor_clones = True  # a later in-place op: the floor must copy too
+            handle.remove()
+            return self.floor()
+        finally:
+            handle.remove()
+        t1 = time.perf_counter()
+        torch.autograd.grad(logits[0, self.target], store["leaf"])
+        self.last_floor = {"forward": t1 - t0, "backward": time.perf_counter() - t1}
+
+    # (b) ------------------------------------------------------------------------------------
+    def reference_plan(self, max_svd_hw: int | None, mem_available: float | None,
+                       depths: tuple[str, ...] = DEPTHS) -> dict[tuple[str, str], str | None]:
+        """For each method x depth: None to run it, or why pytorch-grad-cam's one is skipped."""
+        plan: dict[tuple[str, str], str | None] = {}
+        for method in METHODS:
+            for depth in DEPTHS:
+                plan[(method, depth)] = None
+                if depth not in depths:
+                    plan[(method, depth)] = "skipped: depth not in --b-depths"
+                elif method != "eigencam":
+                    continue
+                _, h, w = self.layers[depth].shape
+                need = SVD_BYTES_PER_PIXEL2 * (h * w) ** 2
+                if max_svd_hw is not None and h * w > max_svd_hw:
+                    plan[(method, depth)] = (f"skipped: full SVD of a {h * w}-position map "
+                                             f"(--b-max-svd-hw {max_svd_hw})")
+                elif mem_available is not None and need > 0.8 * mem_available:
+                    plan[(method, depth)] = (f"skipped: full SVD needs ~{need / 2**30:.1f} GiB, "
+                                             f"{mem_available / 2**30:.1f} GiB available")
+        return plan
+
+    def reference_one(self, method: str, depth: str) -> np.ndarray:
+        """One pytorch-grad-cam object for one method and layer, used once and released."""
+        from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, XGradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        cls = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "eigencam": EigenCAM,
+               "xgradcam": XGradCAM}[method]
+        info = self.layers[depth]
+        layer = self.module.get_submodule(info.name)
+        with cls(model=self.module, target_layers=[layer],
+                 reshape_transform=reshape_transform(info)) as cam:
+            out = cam(input_tensor=self.x, targets=[ClassifierOutputTarget(self.target)])
+        self.clear_grads()
+        return out[0]
+
+    def agreement(self, reference: dict[tuple[str, str], np.ndarray]) -> dict[str, float]:
+        """Max |xai - pytorch-grad-cam| per map at input size (Eigen-CAM: sign is arbitrary)."""
+        r = xai.explain(self.model, self.image)
+        size = tuple(self.model.input_size)
+        out = {}
+        for (method, depth), ref in reference.items():
+            ours = r.cam(method, depth, size=size)
+            out[f"{method}@{depth}"] = float(f"{float(np.abs(ours - ref).max()):.3g}")
+        return out
