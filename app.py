@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from xai_app.service import warm_up
 from xai_app.ui import build_demo, launch
 
 demo = build_demo()
@@ -31,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s",
                         stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    warm_up()  # the default model loaded and traced before the first visitor
     launch(demo, server_port=args.port, server_name=args.host or os.environ.get(
         "GRADIO_SERVER_NAME"))
 

@@ -262,3 +262,11 @@ def test_embeddings_endpoint_scores_every_panel(client: Client):
     with pytest.raises(AppError, match="maximum"):  # the slider refuses it
         client.predict(handle_file(CAT), "efficientnet_lite0", "stages", ["gradcam"], "top-1",
                        "crop", 1000, False, api_name="/embeddings")
+
+
+def test_warm_up_loads_and_traces_the_default_model():
+    from xai_app import service
+
+    service.warm_up()
+    model = service.CACHE.peek(service.OFFERED_MODELS[0])
+    assert model is not None and model._trace is not None

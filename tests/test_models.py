@@ -88,3 +88,15 @@ def test_a_registered_module_gets_everything(cat_path):
     assert len(xai.conv_layers(model)) == 3
     r = xai.explain(model, cat_path, targets="b")
     assert r.targets[0].index == 1 and r.cam("gradcam", "last").shape == r.image.shape[:2]
+
+
+def test_predict_matches_explain_and_restores_mode(bundled, coffee_path):
+    bundled.module.train()
+    try:
+        top = xai.predict(bundled, coffee_path, k=3)
+        assert bundled.module.training
+    finally:
+        bundled.module.eval()
+    full = xai.explain(bundled, coffee_path, methods=["eigencam"], depths=["last"])
+    assert [p.index for p in top] == [p.index for p in full.predictions[:3]]
+    assert abs(top[0].probability - full.predictions[0].probability) < 1e-4

@@ -2,7 +2,7 @@
 first, middle and last layers of any ImageNet classifier, from one forward and one backward."""
 
 from .cams import DEFAULT_METHODS, METHODS, CamMethod, register_method
-from .engine import DEFAULT_DEPTHS, Explanation, Prediction, explain, explain_batch
+from .engine import DEFAULT_DEPTHS, Explanation, Prediction, explain, explain_batch, predict
 from .errors import (
     ImageError,
     LayerError,
@@ -29,6 +29,6 @@ __all__ = [
     "DEFAULT_DEPTHS", "DEFAULT_METHODS", "DEFAULT_MODEL", "METHODS", "CamMethod", "Explanation",
     "ImageError", "LayerError", "LayerInfo", "LoadedModel", "MethodError", "Prediction",
     "TargetError", "UnknownModelError", "WeightsUnavailableError", "XaiError", "conv_layers",
-    "explain", "explain_batch", "load_image", "load_model", "prepare", "register_method",
+    "explain", "explain_batch", "load_image", "load_model", "predict", "prepare", "register_method",
     "register_model", "registered_models", "resolve_layer", "stage_layers", "wrap_model",
 ]

@@ -324,6 +324,26 @@ def _guided_pass(module, x: torch.Tensor, targets: list[list[int]]) -> dict:
     return out
 
 
+def predict(model: LoadedModel | str, image: ImageInput, *, k: int = 5,
+            fit: str = "crop") -> list[Prediction]:
+    """The ``k`` most probable classes: one forward under ``inference_mode``, no hooks."""
+    if isinstance(model, str):
+        model = load_model(model)
+    prep = prepare(image, model.input_size, model.mean, model.std, model.interpolation,
+                   model.crop_pct, fit)
+    with model.lock, torch.inference_mode():
+        was_training = model.module.training
+        try:
+            model.module.eval()
+            logits = _logits(model.module(prep.tensor.to(model.device)))
+        finally:
+            model.module.train(was_training)
+    probs = logits.float().softmax(dim=1)[0].cpu()
+    top = probs.topk(max(1, min(k, probs.numel())))
+    return [Prediction(int(i), model.labels[int(i)], float(p))
+            for p, i in zip(top.values, top.indices)]
+
+
 def explain(model: LoadedModel | str, image: ImageInput,
             methods: Iterable[str] | str = DEFAULT_METHODS,
             depths: Iterable[str | float] = DEFAULT_DEPTHS, *, mode: str = "stages",

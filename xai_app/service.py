@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 import xai
@@ -216,19 +217,16 @@ def _compute(name: str, image: xai.images.ImageInput, methods: list[str], mode: 
 
 
 def _predict(name: str, image: xai.images.ImageInput, fit: str) -> list[Prediction]:
-    model = CACHE.get(name)
-    prep = xai.prepare(image, model.input_size, model.mean, model.std, model.interpolation,
-                       model.crop_pct, fit)
-    with model.lock, torch.no_grad():
-        model.module.eval()
-        out = model.module(prep.tensor.to(model.device))
-    logits = out if isinstance(out, torch.Tensor) else getattr(out, "logits", None)
-    if logits is None:
-        logits = out[0]
-    probs = logits.float().softmax(dim=1)[0].cpu()
-    top = probs.topk(min(5, probs.numel()))
-    return [Prediction(int(i), model.labels[int(i)], float(p))
-            for p, i in zip(top.values, top.indices, strict=True)]
+    return xai.predict(CACHE.get(name), image, k=5, fit=fit)
+
+
+def warm_up(name: str | None = None) -> None:
+    """Load the default model, trace its layers and run one prediction, before the first
+    visitor (the first request would otherwise pay for all three)."""
+    model = CACHE.get(name or OFFERED_MODELS[0])
+    for mode in ("stages", "convs"):
+        xai.resolve_layer(model, "last", mode)
+    xai.predict(model, np.zeros((model.input_size[0], model.input_size[1], 3), np.uint8))
 
 
 compute = _gpu(_compute)
