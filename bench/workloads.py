@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 import xai
+from xai.engine import _logits
 from xai.layers import trace
 
 METHODS = ("gradcam", "gradcam++", "eigencam", "xgradcam")
@@ -43,13 +44,6 @@ def example_images(paths: list[str], n: int) -> list[np.ndarray]:
         img = base[i % len(base)]
         out.append(np.ascontiguousarray(img[:, ::-1]) if (i // len(base)) % 2 else img)
     return out
-
-
-def _logits(out) -> torch.Tensor:
-    if isinstance(out, torch.Tensor):
-        return out
-    logits = getattr(out, "logits", None)
-    return logits if logits is not None else out[0]
 
 
 class PassCounter:

@@ -35,6 +35,15 @@ def random_model(name: str) -> xai.LoadedModel:
     return _CACHE[name]
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Two shared cores: one torch thread per computation (two spin against each other)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def cat_path() -> Path:
     return EXAMPLES / "cat.png"

@@ -35,13 +35,7 @@ CHEAP = {"methods": ("gradcam",), "depths": ("last",)}  # one forward, one small
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two shared cores: torch's 2 spinning threads are ~40x slower than 1 under load."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- fixture builders (also used by tests/test_load.py against the app) --------------------
@@ -234,14 +228,20 @@ BAD_PARAMS: dict[str, tuple[dict, type, str]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, Path]:
-    """Every bad and good fixture written to a temporary folder (plus a sparse > 50 MiB file)."""
-    folder = tmp_path_factory.mktemp("hostile")
+def write_files(folder: Path) -> dict[str, Path]:
+    """Every bad and good fixture file written to ``folder``, by name."""
     out = {}
     for name, (data, *_rest) in {**bad_files(), **good_files()}.items():
         out[name] = folder / name
         out[name].write_bytes(data)
+    return out
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """Every bad and good fixture written to a temporary folder (plus a sparse > 50 MiB file)."""
+    folder = tmp_path_factory.mktemp("hostile")
+    out = write_files(folder)
     huge = folder / "huge_file.png"
     with open(huge, "wb") as fh:  # sparse: 10 GiB that take no disk; reading it would take long
         fh.write(encode(noise(16, 16), "PNG"))

@@ -26,7 +26,14 @@ import pytest
 import torch
 from app_server import ROOT, running_app
 from PIL import Image
-from test_hostile_inputs import CAT_CLASSES, assert_clean, bad_files, encode, good_files
+from test_hostile_inputs import (
+    CAT_CLASSES,
+    assert_clean,
+    bad_files,
+    encode,
+    good_files,
+    write_files,
+)
 
 import xai
 from xai.render import gallery
@@ -42,13 +49,7 @@ ALL_METHODS = ["gradcam", "gradcam++", "eigencam", "xgradcam"]
 RANDOM_MODEL = "xai_test_random_mobilenet"  # registered here; served only with XAI_ALLOW_ANY_MODEL
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The app runs in this process: one torch thread per computation on the 2 shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +65,7 @@ def client(url: str) -> Client:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("app-hostile")
-    out = {}
-    for name, (data, *_rest) in {**bad_files(), **good_files()}.items():
-        out[name] = folder / name
-        out[name].write_bytes(data)
-    return out
+    return write_files(tmp_path_factory.mktemp("app-hostile"))
 
 
 def call(client: Client, image: str | Path, model: str = xai.DEFAULT_MODEL, mode: str = "stages",

@@ -11,7 +11,6 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -27,12 +26,7 @@ FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None
 FEW = settings(FUZZ, max_examples=60)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def check_image_or_error(source) -> None:

@@ -134,6 +134,17 @@ def _probabilities(model: LoadedModel, batches, target: int) -> tuple[list[torch
     return out, calls
 
 
+def _at_size(maps: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """(M, h, w) or (h, w) maps as float32 (M, H, W) on the CPU, bilinearly resized."""
+    maps = maps.float().cpu()
+    if maps.dim() == 2:
+        maps = maps[None]
+    if tuple(maps.shape[-2:]) != (h, w):
+        maps = F.interpolate(maps[:, None], size=(h, w), mode="bilinear",
+                             align_corners=False)[:, 0]
+    return maps
+
+
 def perturbation_curves(model: LoadedModel, x: torch.Tensor, maps: torch.Tensor, target: int,
                         *, n_steps: int = 50, chunk_size: int = 64,
                         blur_kernel: int = BLUR_KERNEL, blur_sigma: float = BLUR_SIGMA,
@@ -151,12 +162,7 @@ def perturbation_curves(model: LoadedModel, x: torch.Tensor, maps: torch.Tensor,
     if n_steps < 1 or chunk_size < 1:
         raise ValueError("n_steps and chunk_size must be positive")
     h, w = x.shape[-2:]
-    maps = maps.float().cpu()
-    if maps.dim() == 2:
-        maps = maps[None]
-    if tuple(maps.shape[-2:]) != (h, w):
-        maps = F.interpolate(maps[:, None], size=(h, w), mode="bilinear",
-                             align_corners=False)[:, 0]
+    maps = _at_size(maps, h, w)
     m, hw = maps.shape[0], h * w
     step = math.ceil(hw / n_steps)
     counts = torch.tensor([min(k * step, hw) for k in range(n_steps + 1)])
@@ -203,12 +209,7 @@ def road_scores(model: LoadedModel, x: torch.Tensor, maps: torch.Tensor, target:
     from pytorch_grad_cam.metrics.road import NoisyLinearImputer
 
     h, w = x.shape[-2:]
-    maps = maps.float().cpu()
-    if maps.dim() == 2:
-        maps = maps[None]
-    if tuple(maps.shape[-2:]) != (h, w):
-        maps = F.interpolate(maps[:, None], size=(h, w), mode="bilinear",
-                             align_corners=False)[:, 0]
+    maps = _at_size(maps, h, w)
     img = x[0].detach().float().cpu()
     imputer = NoisyLinearImputer()
     with torch.random.fork_rng(devices=[]):
