@@ -120,3 +120,15 @@ def test_projection_switches_to_tsne_for_larger_sets():
     assert used == "PCA" and xy.shape == (10, 2)
     labels = ["a"] * 15 + ["b"] * 15
     assert nn_agreement(x, labels) == 1.0 and nn_agreement(x[:3], ["a", "b", "c"]) is None
+
+
+def test_fallback_forward_is_not_altered_by_inplace_ops(cat_path):
+    """DenseNet's in-place ReLU after `features` must not reach the fallback's feature maps."""
+    from conftest import random_model
+
+    model = random_model("torchvision/densenet121")
+    kept = xai.explain(model, cat_path, methods=["eigencam"], depths=["last"],
+                       keep_activations=True)
+    bare = xai.explain(model, cat_path, methods=["eigencam"], depths=["last"])
+    again = layer_activations(bare, model)["last"]
+    assert (again < 0).any() and torch.allclose(again, kept.activations["last"])

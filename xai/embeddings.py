@@ -15,10 +15,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from .engine import Explanation, explain_batch
+from .engine import Explanation, _run, explain_batch
 from .errors import LayerError, XaiError
 from .images import ImageInput
-from .layers import to_nchw
 from .models import LoadedModel
 
 TSNE_MIN_IMAGES = 30  # below this a 2-D t-SNE is not meaningful; PCA is used instead
@@ -40,26 +39,11 @@ def layer_activations(result: Explanation, model: LoadedModel | None = None
         raise XaiError("no feature maps were kept: call explain(..., keep_activations=True) "
                        "or pass the model")
     layers = {d: result.layer(d) for d in result.depths}
-    store: dict[str, torch.Tensor] = {}
-
-    def hook(name: str):
-        def fn(mod, args, out):
-            store.setdefault(name, out.detach())
-        return fn
-
-    with model.lock, torch.inference_mode():
-        module = model.module
-        was_training = module.training
-        handles = [module.get_submodule(info.name).register_forward_hook(hook(info.name))
-                   for info in {i.name: i for i in layers.values()}.values()]
-        try:
-            module.eval()
-            module(result.input.to(model.device))
-        finally:
-            for h in handles:
-                h.remove()
-            module.train(was_training)
-    return {d: to_nchw(store[info.name], info)[0].float().cpu() for d, info in layers.items()}
+    # the engine's own hooked forward (clones against in-place ops, restores the model), no maps
+    with model.lock:
+        run = _run(model, result.input.to(model.device), list(layers.values()), [],
+                   lambda logits: [], False, keep_activations=True)
+    return {d: run.activations[info.name][0] for d, info in layers.items()}
 
 
 # --- (1) most active channels as a labelled grid ---------------------------------------------

@@ -35,7 +35,8 @@ from xai.errors import (
     WeightsUnavailableError,
     XaiError,
 )
-from xai.layers import LayerInfo
+from xai.images import FITS
+from xai.layers import MODES, LayerInfo
 from xai.models import LoadedModel
 
 log = logging.getLogger("xai_app")
@@ -52,8 +53,6 @@ MODEL_TITLES: dict[str, str] = {
 }
 METHOD_CHOICES: tuple[tuple[str, str], ...] = tuple(
     (get_method(m).title or m, m) for m in xai.DEFAULT_METHODS)
-MODES = ("stages", "convs")
-FITS = ("crop", "full")
 DEPTHS = xai.DEFAULT_DEPTHS
 TOP1 = "top-1"
 DEFAULT_TOP_K = 1
