@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import xai
-from xai.engine import _logits
+from xai.engine import class_logits
 from xai.layers import trace
 
 METHODS = ("gradcam", "gradcam++", "eigencam", "xgradcam")
@@ -169,7 +169,7 @@ class Workload:
     def full_backward(self) -> None:
         """A bare forward and a full backward (parameter gradients) for the same class."""
         with torch.enable_grad():
-            logits = _logits(self.module(self.x))
+            logits = class_logits(self.module(self.x))
             logits[0, self.target].backward()
 
     def clear_grads(self) -> None:
@@ -191,7 +191,7 @@ class Workload:
         t0 = time.perf_counter()
         try:
             with torch.no_grad():
-                logits = _logits(self.module(self.x))
+                logits = class_logits(self.module(self.x))
         except RuntimeError as exc:
             if self.floor_clones or "leaf Variable" not in str(exc):
                 raise
@@ -242,11 +242,19 @@ class Workload:
         return out[0]
 
     def agreement(self, reference: dict[tuple[str, str], np.ndarray]) -> dict[str, float]:
-        """Max |xai - pytorch-grad-cam| per map at input size (Eigen-CAM: sign is arbitrary)."""
-        r = xai.explain(self.model, self.image)
+        """Max |xai - pytorch-grad-cam| per map at input size. Eigen-CAM's sign is arbitrary
+        (pytorch-grad-cam keeps whatever its SVD returns, xai fixes it), so there the
+        opposite-sign map is compared too and the closer one counts."""
+        from xai.engine import _normalise, resize_map
+
+        r = xai.explain(self.model, self.image, keep_activations=True)
         size = tuple(self.model.input_size)
         out = {}
         for (method, depth), ref in reference.items():
-            ours = r.cam(method, depth, size=size)
-            out[f"{method}@{depth}"] = float(f"{float(np.abs(ours - ref).max()):.3g}")
+            diff = float(np.abs(r.cam(method, depth, size=size) - ref).max())
+            if method == "eigencam":
+                flipped = -xai.METHODS["eigencam"].cam(r.activations[depth][None], None)
+                other = resize_map(_normalise(flipped.clamp(min=0))[0], size).numpy()
+                diff = min(diff, float(np.abs(other - ref).max()))
+            out[f"{method}@{depth}"] = float(f"{diff:.3g}")
         return out

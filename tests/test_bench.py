@@ -55,6 +55,12 @@ def test_quick_run_computes_ratios_and_targets(quick):
     assert ratios["a_over_d"] == pytest.approx(a / d, abs=1e-3)
     assert ratios["a_over_c"] == pytest.approx(a / c, abs=1e-3)
     assert ratios["b_over_a"] == pytest.approx(b / a, abs=1e-3)
+    assert ratios["b_over_d"] == pytest.approx(b / d, abs=1e-3)
+    per = entry["b"]["per_object"]
+    assert set(entry["b"]["per_object_over_d"]) == {k for k, v in per.items() if "median_s" in v}
+    assert entry["b"]["per_object_over_d"]["gradcam@last"] == pytest.approx(
+        per["gradcam@last"]["median_s"] / d, abs=1e-3)
+    assert entry["b"]["repeats"] == 1  # --quick: one run of pytorch-grad-cam
     assert entry["b"]["partial"] and ratios["b_over_a_is_lower_bound"]  # --quick: last layer
     assert set(entry["targets_met"]) == set(report.TARGETS)
     assert entry["targets_met"]["a_over_d"] == (ratios["a_over_d"] <= 1.25)
@@ -77,6 +83,7 @@ def test_quick_run_counts_one_pass_per_target(quick):
     # pytorch-grad-cam: one forward per object, one backward per gradient method
     assert entry["b"]["passes"] == {"forward": 4, "backward": 3}
     assert entry["agreement_max_abs_diff"]["gradcam@last"] <= 1e-4
+    assert entry["agreement_max_abs_diff"]["eigencam@last"] <= 1e-4  # either sign
 
 
 def test_quick_run_checks_memory_growth(quick):
@@ -98,3 +105,41 @@ def test_targets_and_table_from_numbers():
     met = report.model_targets(entry)
     assert met == {"a_over_d": False, "a_over_c": True, "b_over_a": None,
                    "eigencam_first_map_s": True}  # a missed lower bound proves nothing
+
+
+def _entry(model: str, b_over_d: float, partial: bool = False) -> dict:
+    d = 0.5
+    return {
+        "model": model, "input_size": [224, 224],
+        "a": {"median_s": 0.55, "peak_rss_mib": 900.0}, "c": {"median_s": 0.8},
+        "d": {"median_s": d},
+        "b": {"median_s": b_over_d * d, "partial": partial, "repeats": 3,
+              "per_object_over_d": {"gradcam@first": 1.4, "gradcam@last": 1.2,
+                                    "eigencam@first": 0.6}},
+        "ratios": {"a_over_d": 1.1, "a_over_c": 0.69, "b_over_a": round(b_over_d / 1.1, 3),
+                   "b_over_d": b_over_d},
+        "eigencam_first": {"map_only": {"median_s": 0.004}},
+    }
+
+
+def test_an_unreachable_ratio_is_told_apart_from_a_missed_one():
+    vit, cnn = _entry("vit", 15.0), _entry("cnn", 40.0)
+    lower = _entry("partial", 15.0, partial=True)
+    assert report.unattainable(vit) and not report.unattainable(cnn)
+    assert not report.unattainable(lower)  # a lower bound under 20 proves nothing
+    for e in (vit, cnn, lower):
+        e["targets_met"] = report.model_targets(e)
+    assert vit["targets_met"]["b_over_a"] is False  # still reported as missed
+    results = {"started": "2026-11-25T00:00:00", "command": "python -m bench.run",
+               "machine": {"cpu_model": "cpu", "usable_cpus": 2, "torch": "2", "device": "cpu",
+                           "torch_threads": 2},
+               "settings": {"repeats": 5, "top_k": 3, "batch": 8},
+               "models": [vit, cnn, lower]}
+    assert report.summary(results)["b_over_a_unattainable"] == ["vit"]
+    md = report.markdown(results)
+    assert "(pytorch-grad-cam: 3 runs)" in md
+    row = next(line for line in md.splitlines() if line.startswith("| vit "))
+    assert "| 13.64 ✗ | 15.00 |" in row
+    (note,) = [line for line in md.splitlines() if "cannot be reached" in line]
+    assert note.startswith("vit: ") and "15.0 floors" in note
+    assert "2 gradient objects costs 1.20–1.40 floors" in note and "Eigen-CAM objects 0.60" in note

@@ -158,6 +158,34 @@ def test_hooks_removed_and_state_restored_even_on_errors(bundled, cat_path):
     assert all(p.grad is None for p in module.parameters())
 
 
+def test_eval_during_the_pass_and_exact_modes_after(bundled, cat_path, monkeypatch):
+    module = bundled.module
+    seen = []
+    handle = module.register_forward_pre_hook(
+        lambda mod, args: seen.append(any(m.training for m in mod.modules())))
+    frozen = [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)][:3]
+    module.train()
+    for m in frozen:  # a fine-tuning set-up: some BatchNorms kept in eval mode
+        m.eval()
+    modes = [m.training for m in module.modules()]
+    try:
+        xai.explain(bundled, cat_path, guided=True)
+        xai.predict(bundled, cat_path)
+        assert seen and not any(seen)  # every forward ran with every module in eval mode
+        assert [m.training for m in module.modules()] == modes  # mixed modes, exactly
+    finally:
+        module.eval()
+        handle.remove()
+    calls = []
+    real_train = torch.nn.Module.train
+    monkeypatch.setattr(torch.nn.Module, "train",
+                        lambda self, mode=True: calls.append(mode) or real_train(self, mode))
+    xai.explain(bundled, cat_path)
+    xai.predict(bundled, cat_path)
+    assert calls == []  # a model already in eval mode is not walked twice per request
+    assert not any(m.training for m in module.modules())
+
+
 def test_hooks_removed_when_a_layer_fails_mid_forward(bundled, cat_path, monkeypatch):
     before = _hook_count(bundled.module)
     import xai.engine as engine
@@ -275,3 +303,21 @@ def test_batch_matches_single(bundled, cat_path, coffee_path):
     assert batch[1].predictions[0].label == "espresso"
     assert np.allclose(batch[1].cam("xgradcam", "middle"), single.cam("xgradcam", "middle"),
                        atol=1e-4)
+
+
+@pytest.mark.parametrize("src, size", [((7, 7), (300, 451)), ((14, 9), (224, 224)),
+                                       ((1, 32), (5, 700)), ((28, 28), (28, 28)),
+                                       ((33, 40), (224, 300)), ((112, 112), (50, 60))])
+def test_resize_map_is_bilinear_interpolation(src, size):
+    from xai.engine import resize_map
+
+    torch.manual_seed(0)
+    cam = torch.rand(*src)
+    ref = torch.nn.functional.interpolate(cam[None, None], size=size, mode="bilinear",
+                                          align_corners=False)[0, 0]
+    ref = (ref - ref.min()) / (ref.max() - ref.min() + 1e-7)
+    for _ in range(2):  # the cached interpolation matrices are not changed by a call
+        out = resize_map(cam, size)
+        assert out.shape == size and out.dtype == torch.float32
+        assert (out - ref).abs().max() <= 1e-5
+        assert out.min() == 0 and abs(out.max() - 1) <= 1e-6

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from .engine import Explanation, _run, explain_batch
+from .engine import Explanation, explain_batch, run_pass
 from .errors import LayerError, XaiError
 from .images import ImageInput
 from .models import LoadedModel
@@ -41,7 +41,7 @@ def layer_activations(result: Explanation, model: LoadedModel | None = None
     layers = {d: result.layer(d) for d in result.depths}
     # the engine's own hooked forward (clones against in-place ops, restores the model), no maps
     with model.lock:
-        run = _run(model, result.input.to(model.device), list(layers.values()), [],
+        run = run_pass(model, result.input.to(model.device), list(layers.values()), [],
                    lambda logits: [], False, keep_activations=True)
     return {d: run.activations[info.name][0] for d, info in layers.items()}
 

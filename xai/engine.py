@@ -9,6 +9,7 @@ shares those activations and gradients.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,10 +23,11 @@ from .cams.guided import deprocess, guided_hooks
 from .errors import LayerError, MethodError, TargetError
 from .images import ImageInput, prepare
 from .layers import LayerInfo, resolve_layer, to_nchw, trace
-from .models import LoadedModel, load_model
+from .models import LoadedModel, eval_mode, load_model
 
 DEFAULT_DEPTHS = ("first", "middle", "last")
 DISPLAY_SIZE = 512
+MATMUL_RESIZE_UP_TO = 32  # maps up to 32x32 are enlarged by matrix products
 
 
 @dataclass(frozen=True)
@@ -138,25 +140,69 @@ class Explanation:
 
 
 def resize_map(cam: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of a [0, 1] map to (h, w), then min-max to [0, 1] again (float32, CPU)."""
+    """Bilinear resize of a [0, 1] map to (h, w), then min-max to [0, 1] again (float32, CPU).
+
+    The same arithmetic as ``F.interpolate(mode="bilinear", align_corners=False)``; a small map
+    enlarged is two matrix products with cached interpolation matrices instead, 2-3x faster
+    than ``interpolate`` on one channel (7x7 -> 300x451: ~80 us instead of ~240 us)."""
     cam = cam.float()
-    if tuple(cam.shape[-2:]) != tuple(size):
-        cam = F.interpolate(cam[None, None], size=tuple(size), mode="bilinear",
-                            align_corners=False)[0, 0]
-    else:
+    h, w = cam.shape[-2:]
+    out_h, out_w = size
+    if (h, w) == (out_h, out_w):
         cam = cam.clone()  # normalised in place below
-    # as _normalise, in fewer passes (each one wakes the intra-op threads on a large map)
-    cam = cam.clamp_(min=0)
+    elif max(h, w) <= MATMUL_RESIZE_UP_TO and out_h >= h and out_w >= w:
+        cam = _lerp_matrix(h, out_h, cam.device) @ cam @ _lerp_matrix(w, out_w, cam.device).T
+    else:
+        cam = F.interpolate(cam[None, None], size=(out_h, out_w), mode="bilinear",
+                            align_corners=False)[0, 0]
+    # as _normalise, in fewer passes (each one wakes the intra-op threads on a large map); no
+    # ReLU: interpolating a map >= 0 with weights >= 0 gives a map >= 0
     lo, hi = torch.aminmax(cam)
     return cam.sub_(lo).div_(hi - lo + 1e-7).cpu()
+
+
+@functools.lru_cache(maxsize=64)
+def _lerp_matrix(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
+    """(n_out, n_in) weights of 1-D linear interpolation with half-pixel centres, as
+    ``upsample_bilinear2d`` computes them (source index clamped at 0, last index repeated)."""
+    src = ((torch.arange(n_out, dtype=torch.float32) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    i0 = src.long().clamp(max=n_in - 1)
+    lam = (src - i0).clamp(0, 1)
+    rows = torch.arange(n_out)
+    mat = torch.zeros(n_out, n_in)
+    mat.index_put_((rows, i0), 1 - lam, accumulate=True)
+    mat.index_put_((rows, (i0 + 1).clamp(max=n_in - 1)), lam, accumulate=True)
+    return mat.to(device)
 
 
 def _normalise(cams: torch.Tensor) -> torch.Tensor:
     """Per map: subtract the min, divide by (max + 1e-7), as pytorch-grad-cam's scale_cam_image."""
     flat = cams.reshape(cams.shape[0], -1)
-    flat = flat - flat.amin(dim=1, keepdim=True)
-    flat = flat / (flat.amax(dim=1, keepdim=True) + 1e-7)
-    return flat.reshape(cams.shape)
+    lo, hi = torch.aminmax(flat, dim=1, keepdim=True)  # max(x - min) is max - min
+    return ((flat - lo) / (hi - lo + 1e-7)).reshape(cams.shape)
+
+
+def _layer_maps(methods: list[CamMethod], acts: torch.Tensor,
+                grads: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Each method's (N, H, W) map at one layer, ReLU'd and scaled to [0, 1] (float32, CPU).
+
+    Methods that are a weighted channel sum (those keeping :meth:`CamMethod.cam`) share one
+    einsum, and all the layer's maps are scaled together: fewer, larger ops than one chain
+    per method, which is what small maps cost on a CPU.
+    """
+    weighted = [m for m in methods if type(m).cam is CamMethod.cam]
+    raw: dict[str, torch.Tensor] = {}
+    if weighted:
+        w = torch.stack([m.weights(acts, grads) for m in weighted])  # K, N, C
+        raw.update(zip([m.name for m in weighted], torch.einsum("knc,nchw->knhw", w, acts)))
+    for m in methods:
+        if m.name not in raw:
+            raw[m.name] = m.cam(acts, grads)
+    stacked = torch.stack([raw[m.name] for m in methods])  # K, N, H, W
+    k, n, h, w_ = stacked.shape
+    scaled = _normalise(stacked.clamp_(min=0).reshape(k * n, h, w_))
+    scaled = scaled.reshape(k, n, h, w_).float().cpu()
+    return {m.name: scaled[j] for j, m in enumerate(methods)}
 
 
 def _class_index(target: int | str, labels: Sequence[str]) -> int:
@@ -195,7 +241,9 @@ def _methods(methods: Iterable[str] | str) -> list[CamMethod]:
     return found
 
 
-def _logits(out) -> torch.Tensor:
+def class_logits(out) -> torch.Tensor:
+    """The class logits of a model's output (a tensor, an object with ``.logits``, or a tuple
+    whose first item they are, like Inception v3's training output)."""
     if isinstance(out, torch.Tensor):
         return out
     logits = getattr(out, "logits", None)
@@ -203,7 +251,9 @@ def _logits(out) -> torch.Tensor:
 
 
 @dataclass
-class _Pass:
+class Pass:
+    """What one :func:`run_pass` computed: logits, maps, guided gradients, activations."""
+
     logits: torch.Tensor
     maps: dict[tuple[str, str, int, int | None], torch.Tensor]  # (method, layer, image, class)
     guided: dict[tuple[int, int], torch.Tensor]  # (image, class) -> (3, H, W)
@@ -212,9 +262,15 @@ class _Pass:
     passes: dict[str, int]
 
 
-def _run(model: LoadedModel, x: torch.Tensor, layers: list[LayerInfo], methods: list[CamMethod],
-         choose_targets, guided: bool, keep_activations: bool = False) -> _Pass:
-    """One forward, one backward per target rank; every map for every layer and method."""
+def run_pass(model: LoadedModel, x: torch.Tensor, layers: list[LayerInfo],
+             methods: list[CamMethod], choose_targets, guided: bool,
+             keep_activations: bool = False) -> Pass:
+    """One forward, one backward per target rank; every map for every layer and method.
+
+    The low-level step under :func:`explain` (also used by the sanity check, the embeddings and
+    the benchmark): ``x`` is the preprocessed batch on the model's device, ``choose_targets``
+    maps the detached logits to a list (per rank) of per-image class indices.
+    """
     module = model.module
     timings: dict[str, float] = {}
     passes = {"forward": 0, "backward": 0}
@@ -238,71 +294,65 @@ def _run(model: LoadedModel, x: torch.Tensor, layers: list[LayerInfo], methods: 
             return out.clone()  # later in-place ops (DenseNet's ReLU) must not touch `out`
         return hook
 
-    was_training = module.training
     handles = []
-    try:
-        module.eval()
-        handles = [module.get_submodule(n).register_forward_hook(make_hook(n)) for n in names]
-        t = time.perf_counter()
-        with torch.no_grad():
-            logits = _logits(module(x))
-        passes["forward"] += 1
-        for h in handles:
-            h.remove()
-        handles = []
-        timings["forward"] = time.perf_counter() - t
-        targets = choose_targets(logits.detach())  # list (per rank) of per-image class indices
-        acts = {n: to_nchw(store[n].detach(), info_of[n]) for n in names}
-        kept = {n: a.float().cpu() for n, a in acts.items()} if keep_activations else {}
-        maps: dict = {}
-        t = time.perf_counter()
-        for m in methods:
-            if not m.uses_gradients:
-                for n in names:
-                    cams = _normalise(m.cam(acts[n], None).clamp(min=0)).float().cpu()
-                    for i in range(x.shape[0]):
-                        maps[(m.name, n, i, None)] = cams[i]
-        timings["cams"] = time.perf_counter() - t
-        grad_methods = [m for m in methods if m.uses_gradients]
-        timings["backward"] = 0.0
-        if grad_methods or guided:
-            tensors = [store[n] for n in names]
-            rows = torch.arange(x.shape[0], device=logits.device)
-            for rank, classes in enumerate(targets):
-                t = time.perf_counter()
-                score = logits[rows, torch.as_tensor(classes, device=logits.device)].sum()
-                grads = torch.autograd.grad(score, tensors, retain_graph=rank < len(targets) - 1,
-                                            allow_unused=True)
-                passes["backward"] += 1
-                timings["backward"] += time.perf_counter() - t
-                t = time.perf_counter()
-                for n, g in zip(names, grads):
-                    g = torch.zeros_like(store[n]) if g is None else g
-                    g = to_nchw(g, info_of[n])
-                    for m in grad_methods:
-                        cams = _normalise(m.cam(acts[n], g).clamp(min=0)).float().cpu()
-                        for i, c in enumerate(classes):
-                            maps[(m.name, n, i, int(c))] = cams[i]
-                    if guided and "gradcam" not in {m.name for m in grad_methods}:
-                        cams = _normalise(get_method("gradcam").cam(acts[n], g).clamp(min=0))
-                        for i, c in enumerate(classes):
-                            maps[("gradcam", n, i, int(c))] = cams[i].float().cpu()
-                timings["cams"] += time.perf_counter() - t
-        store.clear()
-        guided_out: dict = {}
-        if guided:
+    with eval_mode(module):
+        try:
+            handles = [module.get_submodule(n).register_forward_hook(make_hook(n)) for n in names]
             t = time.perf_counter()
-            guided_out = _guided_pass(module, x, targets)
+            with torch.no_grad():
+                logits = class_logits(module(x))
             passes["forward"] += 1
-            passes["backward"] += len(targets)
-            timings["guided"] = time.perf_counter() - t
-        return _Pass(logits=logits.detach(), maps=maps, guided=guided_out, timings=timings,
-                     passes=passes, activations=kept)
-    finally:
-        for h in handles:
-            h.remove()
-        store.clear()
-        module.train(was_training)
+            for h in handles:
+                h.remove()
+            handles = []
+            timings["forward"] = time.perf_counter() - t
+            targets = choose_targets(logits.detach())  # list (per rank) of per-image class indices
+            acts = {n: to_nchw(store[n].detach(), info_of[n]) for n in names}
+            kept = {n: a.float().cpu() for n, a in acts.items()} if keep_activations else {}
+            maps: dict = {}
+            t = time.perf_counter()
+            agnostic = [m for m in methods if not m.uses_gradients]
+            for n in names if agnostic else []:
+                for name, cams in _layer_maps(agnostic, acts[n], None).items():
+                    for i in range(x.shape[0]):
+                        maps[(name, n, i, None)] = cams[i]
+            timings["cams"] = time.perf_counter() - t
+            grad_methods = [m for m in methods if m.uses_gradients]
+            if guided and "gradcam" not in {m.name for m in grad_methods}:
+                grad_methods.append(get_method("gradcam"))  # guided Grad-CAM multiplies it
+            timings["backward"] = 0.0
+            if grad_methods or guided:
+                tensors = [store[n] for n in names]
+                rows = torch.arange(x.shape[0], device=logits.device)
+                for rank, classes in enumerate(targets):
+                    t = time.perf_counter()
+                    score = logits[rows, torch.as_tensor(classes, device=logits.device)].sum()
+                    grads = torch.autograd.grad(score, tensors, allow_unused=True,
+                                                retain_graph=rank < len(targets) - 1)
+                    passes["backward"] += 1
+                    timings["backward"] += time.perf_counter() - t
+                    t = time.perf_counter()
+                    for n, g in zip(names, grads):
+                        g = torch.zeros_like(store[n]) if g is None else g
+                        g = to_nchw(g, info_of[n])
+                        for name, cams in _layer_maps(grad_methods, acts[n], g).items():
+                            for i, c in enumerate(classes):
+                                maps[(name, n, i, int(c))] = cams[i]
+                    timings["cams"] += time.perf_counter() - t
+            store.clear()
+            guided_out: dict = {}
+            if guided:
+                t = time.perf_counter()
+                guided_out = _guided_pass(module, x, targets)
+                passes["forward"] += 1
+                passes["backward"] += len(targets)
+                timings["guided"] = time.perf_counter() - t
+            return Pass(logits=logits.detach(), maps=maps, guided=guided_out, timings=timings,
+                         passes=passes, activations=kept)
+        finally:
+            for h in handles:
+                h.remove()
+            store.clear()
 
 
 def _guided_pass(module, x: torch.Tensor, targets: list[list[int]]) -> dict:
@@ -311,7 +361,7 @@ def _guided_pass(module, x: torch.Tensor, targets: list[list[int]]) -> dict:
     try:
         with torch.enable_grad():
             xg = x.detach().clone().requires_grad_(True)
-            logits = _logits(module(xg))
+            logits = class_logits(module(xg))
             rows = torch.arange(x.shape[0], device=logits.device)
             for rank, classes in enumerate(targets):
                 score = logits[rows, torch.as_tensor(classes, device=logits.device)].sum()
@@ -331,13 +381,8 @@ def predict(model: LoadedModel | str, image: ImageInput, *, k: int = 5,
         model = load_model(model)
     prep = prepare(image, model.input_size, model.mean, model.std, model.interpolation,
                    model.crop_pct, fit)
-    with model.lock, torch.inference_mode():
-        was_training = model.module.training
-        try:
-            model.module.eval()
-            logits = _logits(model.module(prep.tensor.to(model.device)))
-        finally:
-            model.module.train(was_training)
+    with model.lock, torch.inference_mode(), eval_mode(model.module):
+        logits = class_logits(model.module(prep.tensor.to(model.device)))
     probs = logits.float().softmax(dim=1)[0].cpu()
     top = probs.topk(max(1, min(k, probs.numel())))
     return [Prediction(int(i), model.labels[int(i)], float(p))
@@ -396,7 +441,7 @@ def explain_batch(model: LoadedModel | str, images: Sequence[ImageInput],
             top = logits.topk(k, dim=1).indices.cpu().tolist()
             return [[row[r] for row in top] for r in range(k)]
 
-        run = _run(model, x, list(layers.values()), method_objs, choose, guided,
+        run = run_pass(model, x, list(layers.values()), method_objs, choose, guided,
                    keep_activations)
     probs = run.logits.float().softmax(dim=1).cpu()
     chosen = choose(run.logits)

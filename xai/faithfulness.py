@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from .cams import GUIDED
-from .engine import Explanation, _logits
-from .models import LoadedModel
+from .engine import Explanation, class_logits
+from .models import LoadedModel, eval_mode
 
 BLUR_KERNEL, BLUR_SIGMA = 11, 5.0
 BASELINES = ("random", "random-cam", "sobel")
@@ -122,15 +122,11 @@ def _probabilities(model: LoadedModel, batches, target: int) -> tuple[list[torch
         if model.device.type == "cpu":
             module = copy.deepcopy(module).to(memory_format=torch.channels_last)
             fmt = torch.channels_last
-        was_training = module.training
-        module.eval()
-        try:
+        with eval_mode(module):
             for xb in batches:
-                logits = _logits(module(xb.contiguous(memory_format=fmt))).float()
+                logits = class_logits(module(xb.contiguous(memory_format=fmt))).float()
                 out.append(logits.softmax(dim=1)[:, target].cpu())
                 calls += 1
-        finally:
-            module.train(was_training)
     return out, calls
 
 

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .errors import LayerError
+from .models import eval_mode
 
 if TYPE_CHECKING:
     from .models import LoadedModel
@@ -137,16 +138,12 @@ def trace(model: LoadedModel) -> Trace:
         return fn
 
     handles = [m.register_forward_hook(hook(n)) for n, m in module.named_modules() if n]
-    was_training = module.training
     try:
-        module.eval()
-        device = model.device
-        with torch.no_grad():
-            module(torch.zeros(1, 3, h, w, device=device))
+        with eval_mode(module), torch.no_grad():
+            module(torch.zeros(1, 3, h, w, device=model.device))
     finally:
         for handle in handles:
             handle.remove()
-        module.train(was_training)
     evs = [events[n] for n in order]
     nhwc = getattr(module, "output_fmt", "NCHW") == "NHWC"
 

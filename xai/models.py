@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,21 @@ class LoadedModel:
 
 
 Factory = Callable[[bool], nn.Module]
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Every submodule in eval mode inside the block; afterwards exactly the modules that were
+    training are training again. A model already in eval mode is only looked at: ``eval()`` +
+    ``train()`` cost 3 ms (EfficientNet-Lite0) to 6.6 ms (ResNet152) of Python per request."""
+    training = [m for m in module.modules() if m.training]
+    if training:
+        module.eval()  # through eval(), so that a module's own train() override still runs
+    try:
+        yield module
+    finally:
+        for m in training:
+            m.training = True
 
 
 @dataclass(frozen=True)

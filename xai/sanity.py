@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from .cams import get_method
-from .engine import Explanation, _run
+from .engine import Explanation, run_pass
 from .errors import MethodError
 from .layers import LayerInfo, stage_layers, trace
 from .models import LoadedModel
@@ -187,7 +187,7 @@ def sanity_check(model: LoadedModel, result: Explanation, target: int | str | No
             for name in units[step][1]:
                 _reinit(by_name[name])
             with torch.inference_mode(False):
-                run = _run(replica, x, uniq, method_objs, lambda logits: [[tgt]], False)
+                run = run_pass(replica, x, uniq, method_objs, lambda logits: [[tgt]], False)
             for m in method_objs:
                 for d in depths:
                     new = run.maps[(m.name, layers[d].name, 0, None if m.class_agnostic else tgt)]

@@ -25,28 +25,31 @@ LANCZOS_TOL = 1e-9  # residual |A v - lambda v| relative to lambda
 def first_component_projection(acts: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, H, W): centred activations projected on their first component."""
     n, c, h, w = acts.shape
-    x = torch.nan_to_num(acts.float()).reshape(n, c, h * w).transpose(1, 2)  # N, HW, C
-    x = x - x.mean(dim=1, keepdim=True)
-    xd = x.double()
-    proj = torch.stack([_project(xi) for xi in xd])
+    x = torch.nan_to_num(acts.float()).reshape(n, c, h * w)
+    x = (x - x.mean(dim=2, keepdim=True)).transpose(1, 2)  # N, HW, C, centred
+    proj = torch.stack([_project(xi) for xi in x])
     flip = proj.amin(dim=1).abs() > proj.amax(dim=1).abs()
     proj = torch.where(flip[:, None], -proj, proj)
     return proj.reshape(n, h, w).to(acts.dtype)
 
 
 def _project(x: torch.Tensor) -> torch.Tensor:
-    """(HW, C) centred -> (HW,) projection on the first principal component (up to sign)."""
+    """(HW, C) centred float32 -> (HW,) projection on the first principal component (up to
+    sign). The small dense problems form their matrix in float32 (a float64 GEMM of this
+    skinny shape is ~3x slower) and solve it in float64; Lanczos runs in float64 throughout."""
     hw, c = x.shape
     if c <= hw:
         if c <= DENSE_UP_TO:
-            return x @ torch.linalg.eigh(x.T @ x)[1][:, -1]
-        vec, _ = _top_eigenpair(lambda q: x.T @ (x @ q), c, x, lambda: x.T @ x)
-        return x @ vec
+            return x @ torch.linalg.eigh((x.T @ x).double())[1][:, -1].float()
+        xd = x.double()
+        vec, _ = _top_eigenpair(lambda q: xd.T @ (xd @ q), c, xd, lambda: xd.T @ xd)
+        return (xd @ vec).float()
     if hw <= DENSE_UP_TO:
-        vals, vecs = torch.linalg.eigh(x @ x.T)
-        return vecs[:, -1] * vals[-1].clamp(min=0).sqrt()
-    vec, val = _top_eigenpair(lambda q: x @ (x.T @ q), hw, x, lambda: x @ x.T)
-    return vec * val.clamp(min=0).sqrt()
+        vals, vecs = torch.linalg.eigh((x @ x.T).double())
+        return (vecs[:, -1] * vals[-1].clamp(min=0).sqrt()).float()
+    xd = x.double()
+    vec, val = _top_eigenpair(lambda q: xd @ (xd.T @ q), hw, xd, lambda: xd @ xd.T)
+    return (vec * val.clamp(min=0).sqrt()).float()
 
 
 def _top_eigenpair(matvec: Callable[[torch.Tensor], torch.Tensor], k: int, like: torch.Tensor,
