@@ -162,7 +162,7 @@ def profile_gallery(work: Workload) -> dict:
         "preprocess": cum("xai/images.py", "prepare"),
         "forward": cum("torch/nn/modules/module.py", "_wrapped_call_impl"),
         "backward": cum("torch/autograd/__init__.py", "grad"),
-        "cams": cum("xai/cams/base.py", "cam") + cum("xai/cams/eigencam.py", "cam"),
+        "cams": cum("xai/engine.py", "_layer_maps"),
         "maps_to_image_size": cum("xai/engine.py", "cam"),
     }
     parts["other"] = total - sum(parts.values())
@@ -187,6 +187,7 @@ def run_reference(work: Workload, args, device: torch.device) -> tuple[dict, dic
     plan = work.reference_plan(args.b_max_svd_hw, _mem_available(), tuple(args.b_depths))
     if args.warmup:  # imports, first-call allocations
         work.reference_one("gradcam", args.b_depths[-1])
+        work.clear_grads()
     per: dict[str, list[Sample]] = {f"{m}@{d}": [] for (m, d), why in plan.items() if not why}
     totals: list[Sample] = []
     maps = {}
@@ -200,6 +201,7 @@ def run_reference(work: Workload, args, device: torch.device) -> tuple[dict, dic
                 continue
             with counter:
                 s, out = timed(lambda m=method, d=depth: work.reference_one(m, d), device)
+            work.clear_grads()  # as for (c): parameter gradients freed outside the timing
             per[f"{method}@{depth}"].append(s)
             parts.append(s)
             maps[(method, depth)] = out
@@ -255,7 +257,7 @@ def bench_model(name: str, args, device: torch.device, images, loaded: dict) -> 
             elif key == "c":
                 work.clear_grads()
             else:
-                floor_timings.append(dict(work.last_floor))
+                floor_timings.append(out)
         i += 1
         log(f"{name}: repeat {i}: " + ", ".join(
             f"({k}) {v[-1].wall:.3f} s" for k, v in samples.items()))

@@ -4,6 +4,7 @@ Eigen-CAM alone, pass counts)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 
@@ -12,11 +13,11 @@ import torch
 from PIL import Image
 
 import xai
-from xai.engine import class_logits
-from xai.layers import trace
+from xai.engine import _layer_maps, class_logits
+from xai.layers import to_nchw, trace
 
-METHODS = ("gradcam", "gradcam++", "eigencam", "xgradcam")
-DEPTHS = ("first", "middle", "last")
+METHODS = xai.DEFAULT_METHODS
+DEPTHS = xai.DEFAULT_DEPTHS
 DEFAULT_MODELS = ("resnet152", "densenet121", "inception_v3", "efficientnet_lite0",
                   "vit_base_patch16_224")
 ALIASES = {"vit_b16": "vit_base_patch16_224", "vit-b/16": "vit_base_patch16_224",
@@ -81,17 +82,17 @@ class PassCounter:
 
 
 def reshape_transform(info: xai.LayerInfo):
-    """pytorch-grad-cam's reshape_transform for a layer: tokens minus prefix -> grid -> NCHW."""
-    if info.fmt == "NLC":
-        c, gh, gw = info.shape
-        prefix = info.prefix_tokens
+    """pytorch-grad-cam's reshape_transform for a layer: the engine's own token/NHWC -> NCHW."""
+    return None if info.fmt == "NCHW" else functools.partial(to_nchw, layer=info)
 
-        def tokens_to_nchw(t: torch.Tensor) -> torch.Tensor:
-            return t[:, prefix:, :].reshape(t.shape[0], gh, gw, c).permute(0, 3, 1, 2)
-        return tokens_to_nchw
-    if info.fmt == "NHWC":
-        return lambda t: t.permute(0, 3, 1, 2)
-    return None
+
+def _all_maps(r: xai.Explanation) -> xai.Explanation:
+    """Every map of ``r`` at image size (what a gallery shows), ``r`` returned."""
+    for t in r.targets:
+        for method in r.methods:
+            for depth in r.depths:
+                r.cam(method, depth, t.index)
+    return r
 
 
 @dataclass
@@ -105,15 +106,15 @@ class Workload:
     x: torch.Tensor = field(init=False, repr=False)
     earliest: str = field(init=False)
     floor_clones: bool = field(init=False, default=False)
-    last_floor: dict[str, float] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.layers = {d: xai.resolve_layer(self.model, d) for d in DEPTHS}
         r = xai.explain(self.model, self.image)
+        self.layers = r.layers
         self.target = r.targets[0].index
         self.x = r.input.to(self.model.device)
-        order = {e.name: i for i, e in enumerate(trace(self.model).events)}
+        order = trace(self.model).order
         self.earliest = min((i.name for i in self.layers.values()), key=lambda n: order[n])
+        self.floor()  # untimed: finds out whether the floor must copy the leaf (floor_clones)
 
     @property
     def module(self) -> torch.nn.Module:
@@ -122,29 +123,15 @@ class Workload:
     # (a) ------------------------------------------------------------------------------------
     def gallery(self) -> xai.Explanation:
         """xai's full gallery: 4 methods x 3 depths for the top-1 class, maps at image size."""
-        r = xai.explain(self.model, self.image)
-        for method in METHODS:
-            for depth in DEPTHS:
-                r.cam(method, depth)
-        return r
+        return _all_maps(xai.explain(self.model, self.image))
 
     def top_k(self, k: int) -> xai.Explanation:
         """The gallery for the k most probable classes (one forward, k backward passes)."""
-        r = xai.explain(self.model, self.image, top_k=k)
-        for t in r.targets:
-            for method in METHODS:
-                for depth in DEPTHS:
-                    r.cam(method, depth, t.index)
-        return r
+        return _all_maps(xai.explain(self.model, self.image, top_k=k))
 
     def batch(self, images: list[np.ndarray]) -> list[xai.Explanation]:
         """Galleries for several images from one batched forward and backward."""
-        results = xai.explain_batch(self.model, images)
-        for r in results:
-            for method in METHODS:
-                for depth in DEPTHS:
-                    r.cam(method, depth)
-        return results
+        return [_all_maps(r) for r in xai.explain_batch(self.model, images)]
 
     def eigen_request(self) -> np.ndarray:
         """Eigen-CAM alone at the first stage: one forward, no backward."""
@@ -159,11 +146,9 @@ class Workload:
 
     @staticmethod
     def eigen_map(acts: torch.Tensor) -> torch.Tensor:
-        """Only the map: xai's Eigen-CAM on a feature map, ReLU and min-max scaled."""
-        cam = xai.METHODS["eigencam"].cam(acts, None).clamp(min=0)
-        flat = cam.reshape(cam.shape[0], -1)
-        flat = flat - flat.amin(dim=1, keepdim=True)
-        return flat / (flat.amax(dim=1, keepdim=True) + 1e-7)
+        """Only the map: xai's Eigen-CAM on a feature map, ReLU and min-max scaled, as the
+        engine computes it."""
+        return _layer_maps([xai.METHODS["eigencam"]], acts, None)["eigencam"]
 
     # (c) ------------------------------------------------------------------------------------
     def full_backward(self) -> None:
@@ -176,9 +161,10 @@ class Workload:
         self.module.zero_grad(set_to_none=True)
 
     # (d) ------------------------------------------------------------------------------------
-    def floor(self) -> None:
+    def floor(self) -> dict[str, float]:
         """The floor: a forward that records the graph only from the earliest target layer,
-        and one backward to that layer's activations (no parameter gradients)."""
+        and one backward to that layer's activations (no parameter gradients). Returns the
+        forward and backward seconds."""
         store: dict[str, torch.Tensor] = {}
 
         def hook(mod, args, out):
@@ -202,29 +188,29 @@ class Workload:
             handle.remove()
         t1 = time.perf_counter()
         torch.autograd.grad(logits[0, self.target], store["leaf"])
-        self.last_floor = {"forward": t1 - t0, "backward": time.perf_counter() - t1}
+        return {"forward": t1 - t0, "backward": time.perf_counter() - t1}
 
     # (b) ------------------------------------------------------------------------------------
     def reference_plan(self, max_svd_hw: int | None, mem_available: float | None,
                        depths: tuple[str, ...] = DEPTHS) -> dict[tuple[str, str], str | None]:
         """For each method x depth: None to run it, or why pytorch-grad-cam's one is skipped."""
-        plan: dict[tuple[str, str], str | None] = {}
-        for method in METHODS:
-            for depth in DEPTHS:
-                plan[(method, depth)] = None
-                if depth not in depths:
-                    plan[(method, depth)] = "skipped: depth not in --b-depths"
-                elif method != "eigencam":
-                    continue
-                _, h, w = self.layers[depth].shape
-                need = SVD_BYTES_PER_PIXEL2 * (h * w) ** 2
-                if max_svd_hw is not None and h * w > max_svd_hw:
-                    plan[(method, depth)] = (f"skipped: full SVD of a {h * w}-position map "
-                                             f"(--b-max-svd-hw {max_svd_hw})")
-                elif mem_available is not None and need > 0.8 * mem_available:
-                    plan[(method, depth)] = (f"skipped: full SVD needs ~{need / 2**30:.1f} GiB, "
-                                             f"{mem_available / 2**30:.1f} GiB available")
-        return plan
+        return {(m, d): self._skip_reason(m, d, max_svd_hw, mem_available, depths)
+                for m in METHODS for d in DEPTHS}
+
+    def _skip_reason(self, method: str, depth: str, max_svd_hw: int | None,
+                     mem_available: float | None, depths: tuple[str, ...]) -> str | None:
+        if depth not in depths:
+            return "skipped: depth not in --b-depths"
+        if method != "eigencam":
+            return None
+        _, h, w = self.layers[depth].shape
+        need = SVD_BYTES_PER_PIXEL2 * (h * w) ** 2
+        if max_svd_hw is not None and h * w > max_svd_hw:
+            return f"skipped: full SVD of a {h * w}-position map (--b-max-svd-hw {max_svd_hw})"
+        if mem_available is not None and need > 0.8 * mem_available:
+            return (f"skipped: full SVD needs ~{need / 2**30:.1f} GiB, "
+                    f"{mem_available / 2**30:.1f} GiB available")
+        return None
 
     def reference_one(self, method: str, depth: str) -> np.ndarray:
         """One pytorch-grad-cam object for one method and layer, used once and released."""
@@ -238,8 +224,7 @@ class Workload:
         with cls(model=self.module, target_layers=[layer],
                  reshape_transform=reshape_transform(info)) as cam:
             out = cam(input_tensor=self.x, targets=[ClassifierOutputTarget(self.target)])
-        self.clear_grads()
-        return out[0]
+        return out[0]  # the caller frees the parameter gradients, outside the timing
 
     def agreement(self, reference: dict[tuple[str, str], np.ndarray]) -> dict[str, float]:
         """Max |xai - pytorch-grad-cam| per map at input size. Eigen-CAM's sign is arbitrary

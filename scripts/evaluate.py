@@ -39,11 +39,17 @@ from xai.embeddings import (  # noqa: E402
     nn_agreement,
     pooled_embeddings,
 )
-from xai.faithfulness import random_map, score_explanation, sobel_map  # noqa: E402
+from xai.faithfulness import (  # noqa: E402
+    BASELINES,
+    ROAD_PERCENTILES,
+    random_map,
+    score_explanation,
+    sobel_map,
+)
 from xai.sanity import sanity_check  # noqa: E402
 
-METHODS = ("gradcam", "gradcam++", "eigencam", "xgradcam")
-DEPTHS = ("first", "middle", "last")
+METHODS = xai.DEFAULT_METHODS
+DEPTHS = xai.DEFAULT_DEPTHS
 
 
 def objects() -> dict[str, tuple[Image.Image, int]]:
@@ -113,14 +119,13 @@ def pointing_game(model, objs) -> tuple[dict, int, float]:
         (ia, ca), (ib, cb) = objs[a], objs[b]
         r = xai.explain(model, composite(ia, ib), METHODS, DEPTHS, targets=[ca, cb], fit="full")
         size = r.image.shape[:2]
+        sobel = xai.engine.resize_map(sobel_map(r.input), size).numpy()  # same for both targets
         for cls, left in ((ca, True), (cb, False)):
             trials += 1
             for m in METHODS:
                 for d in DEPTHS:
                     hits.setdefault(f"{m}|{d}", []).append(hit(r.cam(m, d, cls), left))
-            x = r.input
-            base = {"random-cam": random_map(size, trials, grid=(7, 7)).numpy(),
-                    "sobel": xai.engine.resize_map(sobel_map(x), size).numpy()}
+            base = {"random-cam": random_map(size, trials, grid=(7, 7)).numpy(), "sobel": sobel}
             for k, cam in base.items():
                 hits.setdefault(k, []).append(hit(cam, left))
     acc = {k: float(np.mean(v)) for k, v in hits.items()}
@@ -158,8 +163,7 @@ def embeddings(model, objs, out_png: Path) -> dict:
 
 def aggregate(tables: list[dict], pointing: dict, sanity: list[dict]) -> list[dict]:
     rows = []
-    keys = [(m, d) for m in METHODS for d in DEPTHS] + [(b, None) for b in
-                                                         ("random", "random-cam", "sobel")]
+    keys = [(m, d) for m in METHODS for d in DEPTHS] + [(b, None) for b in BASELINES]
     for m, d in keys:
         picked = [r for t in tables for r in (t["rows"] if d else t["baselines"])
                   if r["method"] == m and r.get("depth") == d]
@@ -260,7 +264,7 @@ def main() -> int:
         "settings": {
             "model": model.name, "device": str(model.device), "images": len(objs),
             "n_steps": args.steps, "step_pixels": -(-hw // args.steps),
-            "road_percentiles": [20, 40, 60, 80] if args.road else None,
+            "road_percentiles": list(ROAD_PERCENTILES) if args.road else None,
             "chunk_size": args.chunk, "seconds_per_image": float(np.mean(per_image)),
             "maps_per_image": len(tables[0]["rows"]) + len(tables[0]["baselines"]),
             "forwards_per_image": tables[0]["forwards"], "batches_per_image": tables[0]["batches"],

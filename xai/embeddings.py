@@ -15,13 +15,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from .engine import Explanation, explain_batch, run_pass
+from .engine import DEFAULT_DEPTHS, Explanation, explain_batch, run_pass
 from .errors import LayerError, XaiError
 from .images import ImageInput
 from .models import LoadedModel
+from .render import BG, INK, MUTED, colorize, font
 
 TSNE_MIN_IMAGES = 30  # below this a 2-D t-SNE is not meaningful; PCA is used instead
-BG, INK, MUTED = (255, 255, 255), (20, 20, 20), (90, 90, 90)
 
 
 # --- activations ------------------------------------------------------------------------------
@@ -57,12 +57,6 @@ def top_channels(activation: torch.Tensor, k: int = 16) -> list[tuple[int, float
     return [(int(i), float(v)) for v, i in zip(top.values, top.indices)]
 
 
-def _font(size: int, bold: bool = False):
-    from .render import font
-
-    return font(size, bold)
-
-
 def feature_grid(result: Explanation, depth: str | None = None, k: int = 16, cols: int = 4,
                  tile: int = 112, model: LoadedModel | None = None,
                  colormap: str = "viridis") -> Image.Image:
@@ -70,8 +64,6 @@ def feature_grid(result: Explanation, depth: str | None = None, k: int = 16, col
 
     Each tile is one channel, min-max scaled on its own, titled with its index and mean.
     """
-    from .render import colorize
-
     depth = result.depths[-1] if depth is None else str(depth)
     act = layer_activations(result, model)[depth]
     info = result.layer(depth)
@@ -82,9 +74,9 @@ def feature_grid(result: Explanation, depth: str | None = None, k: int = 16, col
     width = cols * (tile + pad) + pad
     canvas = Image.new("RGB", (width, head_h + rows * (tile + label_h + pad)), BG)
     draw = ImageDraw.Draw(canvas)
-    draw.text((pad, 4), f"{depth}: {info.name}", fill=INK, font=_font(14, True))
+    draw.text((pad, 4), f"{depth}: {info.name}", fill=INK, font=font(14, True))
     draw.text((pad, 22), f"{info.size} · top {len(chans)} channels by mean activation",
-              fill=MUTED, font=_font(11))
+              fill=MUTED, font=font(11))
     for n, (c, mean) in enumerate(chans):
         ch = act[c].float()
         lo, hi = float(ch.min()), float(ch.max())
@@ -92,7 +84,7 @@ def feature_grid(result: Explanation, depth: str | None = None, k: int = 16, col
         pic = Image.fromarray(colorize(norm, colormap)).resize((tile, tile), Image.NEAREST)
         x = pad + (n % cols) * (tile + pad)
         y = head_h + (n // cols) * (tile + label_h + pad)
-        draw.text((x, y), f"#{c}  mean {mean:.2f}", fill=INK, font=_font(10))
+        draw.text((x, y), f"#{c}  mean {mean:.2f}", fill=INK, font=font(10))
         canvas.paste(pic, (x, y + label_h))
     return canvas
 
@@ -159,23 +151,23 @@ def embedding_figure(result: Explanation, model: LoadedModel | None = None,
     draw = ImageDraw.Draw(canvas)
     canvas.paste(Image.fromarray(result.image).resize((tile, tile), Image.BILINEAR),
                  (pad, head_h))
-    draw.text((pad, 6), "input", fill=INK, font=_font(13, True))
+    draw.text((pad, 6), "input", fill=INK, font=font(13, True))
     for j, depth in enumerate(result.depths, 1):
         info = result.layer(depth)
         pic, ratio = embedding_rgb(acts[depth], result.image.shape[:2])
         x = pad + j * (tile + pad)
         canvas.paste(Image.fromarray(pic).resize((tile, tile), Image.BILINEAR), (x, head_h))
-        draw.text((x, 6), f"{depth}: {info.name}", fill=INK, font=_font(13, True))
-        draw.text((x, 24), f"{info.size} · PC1-3 = RGB, one scale", fill=MUTED, font=_font(10))
+        draw.text((x, 6), f"{depth}: {info.name}", fill=INK, font=font(13, True))
+        draw.text((x, 24), f"{info.size} · PC1-3 = RGB, one scale", fill=MUTED, font=font(10))
         draw.text((x, 37), "variance " + " / ".join(f"{r:.0%}" for r in ratio), fill=MUTED,
-                  font=_font(10))
+                  font=font(10))
     return canvas
 
 
 # --- (3) pooled embeddings of many images -----------------------------------------------------
 
 def embed_images(model: LoadedModel, images: Sequence[ImageInput],
-                 depths: Sequence[str | float] = ("first", "middle", "last"), *,
+                 depths: Sequence[str | float] = DEFAULT_DEPTHS, *,
                  mode: str = "stages", batch_size: int = 16, fit: str = "crop"
                  ) -> list[Explanation]:
     """Forward ``images`` in batches (Eigen-CAM only: no backward) keeping the feature maps."""
@@ -191,8 +183,11 @@ def pooled_embeddings(results: Sequence[Explanation], depth: str,
     """(N, C) global-average-pooled feature vectors of one depth for every result."""
     if not results:
         raise XaiError("no images to embed")
-    return torch.stack([layer_activations(r, model)[depth].float().mean(dim=(1, 2))
-                        for r in results])
+    return _pooled([layer_activations(r, model) for r in results], depth)
+
+
+def _pooled(acts: Sequence[dict[str, torch.Tensor]], depth: str) -> torch.Tensor:
+    return torch.stack([a[depth].float().mean(dim=(1, 2)) for a in acts])
 
 
 def project_2d(x: torch.Tensor, method: str = "auto", seed: int = 0, tsne_iter: int = 1000
@@ -243,6 +238,7 @@ def embedding_scatter(results: Sequence[Explanation], depths: Sequence[str] | No
     if not results:
         raise XaiError("no images to embed")
     depths = list(depths or results[0].depths)
+    acts = [layer_activations(r, model) for r in results]  # one fallback forward each, at most
     labels = [r.predictions[0].label for r in results]
     classes = list(dict.fromkeys(labels))
     cmap = colormaps["tab20" if len(classes) > 10 else "tab10"]
@@ -252,7 +248,7 @@ def embedding_scatter(results: Sequence[Explanation], depths: Sequence[str] | No
     annotate = len(results) <= 40
     for j, depth in enumerate(depths):
         ax = fig.add_subplot(1, len(depths), j + 1)
-        x = pooled_embeddings(results, depth, model)
+        x = _pooled(acts, depth)
         xy, used = project_2d(x, method, seed)
         ax.scatter(xy[:, 0], xy[:, 1], c=[colour[lb] for lb in labels], s=36,
                    edgecolors="black", linewidths=0.4)

@@ -68,6 +68,11 @@ class Explanation:
     def has_guided(self) -> bool:
         return bool(self.guided_grads)
 
+    @property
+    def panel_methods(self) -> list[str]:
+        """The methods with a map per layer: the computed ones, then Guided Grad-CAM if any."""
+        return list(self.methods) + ([GUIDED] if self.has_guided else [])
+
     def target_index(self, target: int | str | None = None) -> int:
         """The class index of ``target`` (None: the first explained target)."""
         if target is None:
@@ -77,6 +82,11 @@ class Explanation:
             raise TargetError(f"class {target!r} was not explained; explained: "
                               f"{', '.join(t.label for t in self.targets)}")
         return idx
+
+    def target_prediction(self, target: int | str | None = None) -> Prediction:
+        """The explained target ``target`` (None: the first) with its label and probability."""
+        idx = self.target_index(target)
+        return next(t for t in self.targets if t.index == idx)
 
     def layer(self, depth: str | float | None = None) -> LayerInfo:
         """The layer resolved for ``depth`` (None: the deepest requested)."""
@@ -132,7 +142,7 @@ class Explanation:
             "explained_box": list(self.box),
             "predictions": [p.to_dict() for p in self.predictions],
             "targets": [t.to_dict() for t in self.targets],
-            "methods": list(self.methods) + ([GUIDED] if self.has_guided else []),
+            "methods": self.panel_methods,
             "layers": {d: info.to_dict() for d, info in self.layers.items()},
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "passes": dict(self.passes),
@@ -252,9 +262,11 @@ def class_logits(out) -> torch.Tensor:
 
 @dataclass
 class Pass:
-    """What one :func:`run_pass` computed: logits, maps, guided gradients, activations."""
+    """What one :func:`run_pass` computed: logits, targets, maps, guided gradients,
+    activations."""
 
     logits: torch.Tensor
+    targets: list[list[int]]  # per rank, per image: the class explained
     maps: dict[tuple[str, str, int, int | None], torch.Tensor]  # (method, layer, image, class)
     guided: dict[tuple[int, int], torch.Tensor]  # (image, class) -> (3, H, W)
     activations: dict[str, torch.Tensor]  # layer name -> (N, C, H, W) on the CPU, if kept
@@ -274,18 +286,21 @@ def run_pass(model: LoadedModel, x: torch.Tensor, layers: list[LayerInfo],
     module = model.module
     timings: dict[str, float] = {}
     passes = {"forward": 0, "backward": 0}
-    order = {e.name: i for i, e in enumerate(trace(model).events)}
+    order = trace(model).order
     names = sorted({info.name for info in layers}, key=lambda n: order.get(n, 0))
     info_of = {info.name: info for info in layers}
     earliest = names[0]
     store: dict[str, torch.Tensor] = {}
-    needs_grad = any(m.uses_gradients for m in methods) or guided
+    agnostic = [m for m in methods if not m.uses_gradients]
+    grad_methods = [m for m in methods if m.uses_gradients]
+    if guided and "gradcam" not in {m.name for m in grad_methods}:
+        grad_methods.append(get_method("gradcam"))  # guided Grad-CAM multiplies it
 
     def make_hook(name: str):
         def hook(mod, args, out):
             if name in store:
                 raise LayerError(f"module {name!r} runs more than once per forward")
-            if name == earliest and needs_grad:
+            if name == earliest and grad_methods:
                 leaf = out.detach().requires_grad_(True)
                 torch.set_grad_enabled(True)  # record the graph from here on only
                 store[name] = leaf
@@ -311,17 +326,13 @@ def run_pass(model: LoadedModel, x: torch.Tensor, layers: list[LayerInfo],
             kept = {n: a.float().cpu() for n, a in acts.items()} if keep_activations else {}
             maps: dict = {}
             t = time.perf_counter()
-            agnostic = [m for m in methods if not m.uses_gradients]
             for n in names if agnostic else []:
                 for name, cams in _layer_maps(agnostic, acts[n], None).items():
                     for i in range(x.shape[0]):
                         maps[(name, n, i, None)] = cams[i]
             timings["cams"] = time.perf_counter() - t
-            grad_methods = [m for m in methods if m.uses_gradients]
-            if guided and "gradcam" not in {m.name for m in grad_methods}:
-                grad_methods.append(get_method("gradcam"))  # guided Grad-CAM multiplies it
             timings["backward"] = 0.0
-            if grad_methods or guided:
+            if grad_methods:
                 tensors = [store[n] for n in names]
                 rows = torch.arange(x.shape[0], device=logits.device)
                 for rank, classes in enumerate(targets):
@@ -347,8 +358,8 @@ def run_pass(model: LoadedModel, x: torch.Tensor, layers: list[LayerInfo],
                 passes["forward"] += 1
                 passes["backward"] += len(targets)
                 timings["guided"] = time.perf_counter() - t
-            return Pass(logits=logits.detach(), maps=maps, guided=guided_out, timings=timings,
-                         passes=passes, activations=kept)
+            return Pass(logits=logits.detach(), targets=targets, maps=maps, guided=guided_out,
+                        timings=timings, passes=passes, activations=kept)
         finally:
             for h in handles:
                 h.remove()
@@ -442,15 +453,14 @@ def explain_batch(model: LoadedModel | str, images: Sequence[ImageInput],
             return [[row[r] for row in top] for r in range(k)]
 
         run = run_pass(model, x, list(layers.values()), method_objs, choose, guided,
-                   keep_activations)
+                       keep_activations)
     probs = run.logits.float().softmax(dim=1).cpu()
-    chosen = choose(run.logits)
     results = []
     for i, prep in enumerate(prepared):
         top5 = probs[i].topk(min(5, probs.shape[1]))
         preds = [Prediction(int(j), model.labels[int(j)], float(p))
                  for p, j in zip(top5.values, top5.indices)]
-        tg = [Prediction(c[i], model.labels[c[i]], float(probs[i, c[i]])) for c in chosen]
+        tg = [Prediction(c[i], model.labels[c[i]], float(probs[i, c[i]])) for c in run.targets]
         maps = {(m, d, c): run.maps[(m, layers[d].name, i, c)]
                 for d in depth_keys for (m, n, j, c) in run.maps
                 if j == i and n == layers[d].name}

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cams import GUIDED
 from .engine import Explanation, class_logits
 from .models import LoadedModel, eval_mode
 
 BLUR_KERNEL, BLUR_SIGMA = 11, 5.0
 BASELINES = ("random", "random-cam", "sobel")
+ROAD_PERCENTILES = (20, 40, 60, 80)  # % of pixels removed, most relevant first
 
 
 @dataclass
@@ -190,7 +190,7 @@ def perturbation_curves(model: LoadedModel, x: torch.Tensor, maps: torch.Tensor,
 
 
 def road_scores(model: LoadedModel, x: torch.Tensor, maps: torch.Tensor, target: int, *,
-                percentiles: Sequence[int] = (20, 40, 60, 80), chunk_size: int = 64,
+                percentiles: Sequence[int] = ROAD_PERCENTILES, chunk_size: int = 64,
                 seed: int = 0) -> dict[str, np.ndarray]:
     """pytorch-grad-cam's ROAD (noisy linear imputation), with batched forwards.
 
@@ -267,7 +267,7 @@ class FaithfulnessTable:
 
 def score_explanation(model: LoadedModel, result: Explanation, target: int | str | None = None,
                       *, n_steps: int = 50, chunk_size: int = 64, baselines: bool = True,
-                      road: bool = False, road_percentiles: Sequence[int] = (20, 40, 60, 80),
+                      road: bool = False, road_percentiles: Sequence[int] = ROAD_PERCENTILES,
                       seed: int = 0) -> FaithfulnessTable:
     """Deletion/insertion AUC of every panel (method x depth) of ``result`` for one target.
 
@@ -279,7 +279,7 @@ def score_explanation(model: LoadedModel, result: Explanation, target: int | str
         raise ValueError("the explanation has no model input tensor")
     t0 = time.perf_counter()
     tgt = result.target_index(target)
-    methods = list(result.methods) + ([GUIDED] if result.has_guided else [])
+    methods = result.panel_methods
     size = tuple(result.input.shape[-2:])
     keys = [(m, d) for d in result.depths for m in methods]
     maps = [torch.from_numpy(result.cam(m, d, tgt, size=size)) for m, d in keys]
@@ -318,6 +318,5 @@ def score_explanation(model: LoadedModel, result: Explanation, target: int | str
     for r, i in enumerate(order, 1):
         rows[i].update(rank=r, best=r == 1, beats_baselines=rows[i]["score"] > bar)
     timings["total"] = time.perf_counter() - t0
-    t_pred = next(t for t in result.targets if t.index == tgt)
-    return FaithfulnessTable(result.model, t_pred.to_dict(), n_steps, rows, base, timings,
-                             curves.forwards, curves.batches)
+    return FaithfulnessTable(result.model, result.target_prediction(tgt).to_dict(), n_steps,
+                             rows, base, timings, curves.forwards, curves.batches)

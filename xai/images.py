@@ -46,14 +46,14 @@ def load_image(image: ImageInput) -> Image.Image:
         return _open(io.BytesIO(data), "the given bytes")
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
-        what = _clean(path.name) or "image"
+        what = clean_text(path.name) or "image"
         try:
             is_file = path.is_file()
             size = path.stat().st_size if is_file else 0
         except OSError:  # a name too long for the file system, a loop of links, ...
             is_file = False
         if not is_file:
-            raise ImageError(f"image file not found: {_clean(str(path))}")
+            raise ImageError(f"image file not found: {clean_text(str(path))}")
         _check_bytes(size, what)  # refused before a byte is read
         try:
             with open(path, "rb") as fh:
@@ -65,14 +65,14 @@ def load_image(image: ImageInput) -> Image.Image:
     raise ImageError(f"unsupported image input of type {type(image).__name__}")
 
 
-def _clean(text: str, limit: int = 120) -> str:
+def clean_text(text: object, limit: int = 120) -> str:
     """``text`` on one line (control characters replaced), at most ``limit`` characters."""
     text = "".join(c if c.isprintable() else "?" for c in str(text))
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def _reason(exc: BaseException) -> str:
-    return _clean(str(exc) or type(exc).__name__, 160)
+    return clean_text(str(exc) or type(exc).__name__, 160)
 
 
 def _check_bytes(size: int, what: str) -> None:
@@ -110,8 +110,6 @@ def _to_rgb(img: Image.Image, what: str) -> Image.Image:
     _check_pixels(*img.size, what)
     try:
         img = _convert(img)
-    except ImageError:
-        raise
     except Exception as exc:  # a lazy, truncated PIL image or an exotic mode
         raise ImageError(f"{what}: unreadable {img.mode} image ({_reason(exc)})") from exc
     if min(img.size) < MIN_SIDE:

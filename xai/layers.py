@@ -12,6 +12,7 @@ One traced eval forward records, in execution order, every module's output shape
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -85,6 +86,11 @@ class Trace:
     convs: list[LayerInfo]
     stages: list[LayerInfo]
     is_transformer: bool
+
+    @functools.cached_property
+    def order(self) -> dict[str, int]:
+        """Module name -> its place in completion order."""
+        return {e.name: i for i, e in enumerate(self.events)}
 
 
 def _tokens_grid(module: nn.Module, length: int) -> tuple[int, int, int] | None:

@@ -58,7 +58,7 @@ def method_title(method: str) -> str:
 def panels(result: Explanation, target: int | str | None = None, alpha: float = 0.5,
            colormap: str = "jet") -> list[tuple[np.ndarray, str, str, str]]:
     """Every panel for one target: (RGB image, method, depth, caption), rows = depths."""
-    methods = list(result.methods) + ([GUIDED] if result.has_guided else [])
+    methods = result.panel_methods
     out = []
     for depth in result.depths:
         layer = result.layer(depth)
@@ -86,7 +86,7 @@ def gallery(result: Explanation, alpha: float = 0.5, colormap: str = "jet",
 
     ``drawn`` may hold :func:`panels` already made per target index, to draw them only once.
     """
-    methods = list(result.methods) + ([GUIDED] if result.has_guided else [])
+    methods = result.panel_methods
     head_f, col_f, row_f, small_f = font(18, True), font(15, True), font(13, True), font(11)
     row_label_w = 190
     cols = len(methods) + 1  # the input image first

@@ -70,8 +70,7 @@ def randomisation_units(model: LoadedModel) -> list[tuple[str, list[str]]]:
     A module with parameters belongs to the first stage whose output completes at or after it
     in the traced forward; modules that complete after the last stage output form the head.
     """
-    events = [e.name for e in trace(model).events]
-    pos = {n: i for i, n in enumerate(events)}
+    pos = trace(model).order
     stages = stage_layers(model)
     bounds = [pos[s.name] for s in stages]
     units: list[list[str]] = [[] for _ in range(len(stages) + 1)]  # stage 1..N, head
@@ -80,20 +79,23 @@ def randomisation_units(model: LoadedModel) -> list[tuple[str, list[str]]]:
             continue
         if name not in pos and name:
             continue  # never runs in an eval forward
-        at = pos.get(name, -1)  # root parameters (cls token, position embedding): stage 1
-        k = next((i for i, b in enumerate(bounds) if at <= b), len(stages))
-        units[k].append(name)
+        units[_stage_of(pos, bounds, name)].append(name)  # the root's parameters: stage 1
     labels = [f"stage {i}: {s.name}" for i, s in enumerate(stages, 1)] + ["head"]
     return [(labels[k], units[k]) for k in range(len(units) - 1, -1, -1)]
 
 
+def _stage_of(pos: dict[str, int], bounds: list[int], name: str) -> int:
+    """0-based stage whose output completes at or after module ``name`` (len(bounds): the
+    head); a name that is not traced (the root) counts as first."""
+    at = pos.get(name, -1)
+    return next((i for i, b in enumerate(bounds) if at <= b), len(bounds))
+
+
 def _layer_unit(model: LoadedModel, layer: LayerInfo) -> int:
     """Index in :func:`randomisation_units` (0 = head) of the unit that computes ``layer``."""
-    pos = {e.name: i for i, e in enumerate(trace(model).events)}
+    pos = trace(model).order
     bounds = [pos[s.name] for s in stage_layers(model)]
-    at = pos.get(layer.name, 0)
-    k = next((i for i, b in enumerate(bounds) if at <= b), len(bounds))
-    return len(bounds) - k
+    return len(bounds) - _stage_of(pos, bounds, layer.name)
 
 
 def _reinit(module: nn.Module) -> None:
@@ -131,19 +133,20 @@ class SanityReport:
         lines = ["| method | verdict | mean abs ρ, own stage random | mean ρ, head random | note |",
                  "|---|---|---|---|---|"]
         for m, v in self.verdicts.items():
-            lines.append(f"| {m} | **{v['verdict']}** | {_fmt(v['rho_layer'])} | "
-                         f"{_fmt(v['rho_head'])} | {v['note']} |")
+            lines.append(f"| {m} | **{v['verdict']}** | {fmt_rho(v['rho_layer'])} | "
+                         f"{fmt_rho(v['rho_head'])} | {v['note']} |")
         lines += ["", "| method | depth | " + " | ".join(self.steps) + " |",
                   "|---|---|" + "---|" * len(self.steps)]
         for m, by_depth in self.rho.items():
             for d, vals in by_depth.items():
-                cells = [_fmt(r) + ("*" if i == self.layer_step.get(d) else "")
+                cells = [fmt_rho(r) + ("*" if i == self.layer_step.get(d) else "")
                          for i, r in enumerate(vals)]
                 lines.append(f"| {m} | {d} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
 
-def _fmt(v: float | None) -> str:
+def fmt_rho(v: float | None) -> str:
+    """A correlation to two decimals, or "—" where it was not measured."""
     return "—" if v is None else f"{v:.2f}"
 
 
@@ -160,8 +163,7 @@ def sanity_check(model: LoadedModel, result: Explanation, target: int | str | No
         raise ValueError("the explanation has no model input tensor")
     t0 = time.perf_counter()
     tgt = result.target_index(target)
-    names = [m for m in (methods or result.methods)]
-    method_objs = [get_method(m) for m in names]
+    method_objs = [get_method(m) for m in (methods or result.methods)]
     for m in method_objs:
         if m.name not in result.methods:
             raise MethodError(f"method {m.name!r} was not computed in this explanation")
@@ -180,14 +182,14 @@ def sanity_check(model: LoadedModel, result: Explanation, target: int | str | No
                 for m in method_objs for d in depths}
     rho = {m.name: {d: [] for d in depths} for m in method_objs}
     by_name = dict(module.named_modules())
-    uniq = list({info.name: info for info in layers.values()}.values())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for step in range(n_steps):
             for name in units[step][1]:
                 _reinit(by_name[name])
             with torch.inference_mode(False):
-                run = run_pass(replica, x, uniq, method_objs, lambda logits: [[tgt]], False)
+                run = run_pass(replica, x, list(layers.values()), method_objs,
+                               lambda logits: [[tgt]], False)
             for m in method_objs:
                 for d in depths:
                     new = run.maps[(m.name, layers[d].name, 0, None if m.class_agnostic else tgt)]
@@ -213,9 +215,8 @@ def sanity_check(model: LoadedModel, result: Explanation, target: int | str | No
             "rho_head_and_last_stage": _round(float(np.mean(top)) if top else None),
             "class_agnostic": m.class_agnostic, "note": note}
     steps = [units[0][0]] + [f"+ {units[k][0]}" for k in range(1, n_steps)]
-    t_pred = next(t for t in result.targets if t.index == tgt)
-    return SanityReport(result.model, t_pred.to_dict(), steps[:n_steps], layer_step, rho,
-                        verdicts, threshold, time.perf_counter() - t0)
+    return SanityReport(result.model, result.target_prediction(tgt).to_dict(), steps,
+                        layer_step, rho, verdicts, threshold, time.perf_counter() - t0)
 
 
 def _round(v: float | None) -> float | None:
