@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CARD = ROOT / "space" / "README.md"
 PACKAGES = ("xai", "xai_app")
 EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MAX_BUNDLE_BYTES = 30 * 2**20

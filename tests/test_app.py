@@ -270,3 +270,17 @@ def test_warm_up_loads_and_traces_the_default_model():
     service.warm_up()
     model = service.CACHE.peek(service.OFFERED_MODELS[0])
     assert model is not None and model._trace is not None
+
+
+def test_sanity_text_names_unmeasured_correlations_instead_of_failing():
+    from xai.sanity import SanityReport
+    from xai_app.insights import sanity_markdown
+
+    verdicts = {
+        "gradcam": {"verdict": "passes", "rho_layer": 0.123, "rho_head": -0.04, "note": "n"},
+        "eigencam": {"verdict": "not run", "rho_layer": None, "rho_head": None, "note": "n"},
+    }
+    report = SanityReport("m", {}, ["head"], {"last": 0}, {}, verdicts, 0.5, 0.1)
+    text = sanity_markdown(report)
+    assert "**gradcam: passes** — mean |ρ| own stage 0.12, mean ρ head only -0.04" in text
+    assert "**eigencam: not run** — mean |ρ| own stage —, mean ρ head only —" in text

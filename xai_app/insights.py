@@ -9,19 +9,16 @@ from typing import Any
 import xai
 from xai.embeddings import embedding_figure, feature_grid
 from xai.engine import Explanation
-from xai.errors import ImageError, XaiError
+from xai.errors import XaiError
 from xai.faithfulness import FaithfulnessTable, score_explanation
-from xai.sanity import SanityReport, sanity_check
+from xai.sanity import SanityReport, fmt_rho, sanity_check
 
 from .service import (
     CACHE,
     DEPTHS,
     TOP1,
     _gpu,
-    check_fit,
-    check_methods,
-    check_mode,
-    check_model,
+    check_request,
     parse_targets,
 )
 
@@ -61,10 +58,7 @@ def insights(name: object, image, *, mode: object = "stages",
              methods=xai.DEFAULT_METHODS, target: object = TOP1, fit: object = "crop",
              n_steps: object = DEFAULT_FAITH_STEPS, sanity: bool = True) -> InsightRun:
     """Validate, then embeddings + channel grids + faithfulness (+ sanity) for one target."""
-    if image is None:
-        raise ImageError("no image: upload one, paste it, take a photo or pick an example")
-    name, mode, fit = check_model(name), check_mode(mode), check_fit(fit)
-    method_names = check_methods(methods)
+    name, mode, fit, method_names = check_request(name, image, mode, methods, fit)
     targets, _ = parse_targets(target, 1)
     try:
         steps = int(n_steps)  # type: ignore[arg-type]
@@ -94,6 +88,6 @@ def sanity_markdown(report: SanityReport | None) -> str:
              f"method passes when its maps' mean |Spearman ρ| once the layer's own stage and "
              f"everything above it are re-initialised is below {report.threshold}):"]
     for m, v in report.verdicts.items():
-        lines.append(f"- **{m}: {v['verdict']}** — mean |ρ| own stage {v['rho_layer']:.2f}, "
-                     f"mean ρ head only {v['rho_head']:.2f}. {v['note']}")
+        lines.append(f"- **{m}: {v['verdict']}** — mean |ρ| own stage {fmt_rho(v['rho_layer'])}, "
+                     f"mean ρ head only {fmt_rho(v['rho_head'])}. {v['note']}")
     return "\n".join(lines)

@@ -4,6 +4,7 @@ predictions and the resolved-layer table. No Gradio import here."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -35,9 +36,10 @@ from xai.errors import (
     WeightsUnavailableError,
     XaiError,
 )
-from xai.images import FITS
+from xai.images import FITS, clean_text
 from xai.layers import MODES, LayerInfo
 from xai.models import LoadedModel
+from xai.render import method_title
 
 log = logging.getLogger("xai_app")
 
@@ -52,22 +54,18 @@ MODEL_TITLES: dict[str, str] = {
     "resnet50": "ResNet50", "convnext_tiny": "ConvNeXt-T", "vit_base_patch16_224": "ViT-B/16",
 }
 METHOD_CHOICES: tuple[tuple[str, str], ...] = tuple(
-    (get_method(m).title or m, m) for m in xai.DEFAULT_METHODS)
+    (method_title(m), m) for m in xai.DEFAULT_METHODS)
 DEPTHS = xai.DEFAULT_DEPTHS
 TOP1 = "top-1"
 DEFAULT_TOP_K = 1
 MAX_TOP_K = 5
 LAYER_HEADERS = ["depth", "module", "kind", "position", "feature map (C×H×W)", "layout", "note"]
 _CLASS_SUFFIX = re.compile(r"\(class (\d+)\)\s*$")
+_clip = functools.partial(clean_text, limit=80)  # user text quoted in a message
 
 
 def _flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _clip(text: object, limit: int = 80) -> str:
-    text = "".join(c if c.isprintable() else "?" for c in str(text))
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def offered_models() -> list[str]:
@@ -107,6 +105,14 @@ def check_methods(methods: Sequence[str] | str | None) -> list[str]:
         raise MethodError("choose at least one method (Grad-CAM, Grad-CAM++, Eigen-CAM, "
                           "XGrad-CAM)")
     return names
+
+
+def check_request(name: object, image, mode: object, methods: object,
+                  fit: object) -> tuple[str, str, str, list[str]]:
+    """The checks every map request shares: an image, then model, mode, fit and methods."""
+    if image is None:
+        raise ImageError("no image: upload one, paste it, take a photo or pick an example")
+    return check_model(name), check_mode(mode), check_fit(fit), check_methods(methods)
 
 
 def parse_targets(target: object, top_k: object) -> tuple[str | int | None, int | None]:
@@ -177,11 +183,13 @@ class ModelCache:
                 model = self._loader(name)
                 log.info("loaded %s on %s in %.1f s", name, getattr(model, "device", "?"),
                          time.perf_counter() - t)
-            finally:
+            except BaseException:
                 with self._lock:
                     self._loading.pop(name, None)
+                raise
             dropped = []
-            with self._lock:
+            with self._lock:  # cached before the load lock goes: no window for a second load
+                self._loading.pop(name, None)
                 self._models[name] = model
                 while len(self._models) > self.size:
                     dropped.append(self._models.popitem(last=False)[0])
@@ -190,10 +198,6 @@ class ModelCache:
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
             return model
-
-    def clear(self) -> None:
-        with self._lock:
-            self._models.clear()
 
 
 CACHE = ModelCache()
@@ -335,10 +339,6 @@ class ExplainRun:
     zip: Path  # overlays + sheet + manifest.json
     manifest: dict[str, Any]
 
-    @property
-    def columns(self) -> int:
-        return len(self.result.methods) + int(self.result.has_guided)
-
 
 def write_run(result: Explanation, out_dir: Path, stem: str,
               settings: dict[str, Any] | None = None) -> ExplainRun:
@@ -371,10 +371,7 @@ def explain(name: str, image: xai.images.ImageInput, *, mode: str = "stages",
     ``on_step(fraction, text)`` reports progress. Raises :class:`xai.XaiError` on bad input.
     """
     step = on_step or (lambda fraction, text: None)
-    if image is None:
-        raise ImageError("no image: upload one, paste it, take a photo or pick an example")
-    name, mode, fit = check_model(name), check_mode(mode), check_fit(fit)
-    method_names = check_methods(methods)
+    name, mode, fit, method_names = check_request(name, image, mode, methods, fit)
     targets, k = parse_targets(target, top_k)
     if name not in CACHE:
         step(0.05, f"loading {name} (first use)")
@@ -392,7 +389,7 @@ def explain(name: str, image: xai.images.ImageInput, *, mode: str = "stages",
 __all__ = [
     "CACHE", "DEFAULT_TOP_K", "DEPTHS", "ExplainRun", "FITS", "LAYER_HEADERS", "MAX_TOP_K",
     "METHOD_CHOICES", "MODEL_TITLES", "MODES", "ModelCache", "OFFERED_MODELS", "TOP1",
-    "XaiError", "check_fit", "check_methods", "check_mode", "check_model", "explain",
-    "image_stem", "label_scores", "layer_rows", "model_labels", "new_output_dir", "offered_models",
-    "parse_targets", "predict", "resolved_layers", "write_run",
+    "XaiError", "check_fit", "check_methods", "check_mode", "check_model", "check_request",
+    "explain", "image_stem", "label_scores", "layer_rows", "model_labels", "new_output_dir",
+    "offered_models", "parse_targets", "predict", "resolved_layers", "write_run",
 ]

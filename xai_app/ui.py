@@ -22,6 +22,7 @@ from typing import Any
 
 import gradio as gr
 
+import xai
 from xai.errors import XaiError
 
 from . import insights, service
@@ -183,12 +184,10 @@ def _predict_if_image(image: str | None, model: str,
 
 def _target_choices(predictions: dict | None, current: str | None) -> Any:
     """Offer "top-1" and the top-5 labels as targets; keep the current choice if still there."""
-    scores = (predictions or {}).get("confidences") if isinstance(predictions, dict) else None
-    if scores is None and isinstance(predictions, dict):
-        scores = [{"label": k, "confidence": v} for k, v in predictions.items()]
+    scores = predictions if isinstance(predictions, dict) else {}  # gr.Label: {label: p}
     choices: list[tuple[str, str]] = [("top-1", TOP1)]
-    for item in scores or []:
-        choices.append((f"{item['label']} ({item['confidence']:.0%})", str(item["label"])))
+    for label, p in scores.items():
+        choices.append((f"{label} ({p:.0%})", str(label)))
     values = {v for _, v in choices}
     return gr.Dropdown(choices=choices, value=current if current in values else TOP1)
 
@@ -262,7 +261,7 @@ def embeddings_tab(inputs: Inputs) -> None:
 def _examples() -> list[list[Any]]:
     """Example rows; the cat + coffee sheet explains the espresso cup (target) on the whole
     image, to show that the target moves the maps."""
-    methods = [m for _, m in METHOD_CHOICES]
+    methods = list(xai.DEFAULT_METHODS)
     rows = []
     for name, target, fit in (("cat", TOP1, "crop"), ("coffee", TOP1, "crop"),
                               ("rocket", TOP1, "crop"), ("cat_and_coffee", "espresso", "full")):
@@ -305,7 +304,7 @@ def build_demo() -> gr.Blocks:
                                 info="stages: feature-map levels; conv layers: the N-th conv "
                                      "that runs, as in the reference study")
                 methods = gr.CheckboxGroup(choices=list(METHOD_CHOICES),
-                                           value=[m for _, m in METHOD_CHOICES], label="Methods")
+                                           value=list(xai.DEFAULT_METHODS), label="Methods")
                 with gr.Row():
                     target = gr.Dropdown(choices=[("top-1", TOP1)], value=TOP1,
                                          allow_custom_value=True, label="Target class",
