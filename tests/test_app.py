@@ -269,7 +269,7 @@ def test_warm_up_loads_and_traces_the_default_model():
 
     service.warm_up()
     model = service.CACHE.peek(service.OFFERED_MODELS[0])
-    assert model is not None and model._trace is not None
+    assert model is not None and model.layer_trace is not None
 
 
 def test_sanity_text_names_unmeasured_correlations_instead_of_failing():

@@ -213,8 +213,12 @@ def test_densenet_inplace_relu_does_not_alter_stored_activations(cat_path):
     model = random_model("torchvision/densenet121")
     xai.stage_layers(model)  # trace first: its forward must not be the one we capture
     seen = {}
-    h = model.module.features.register_forward_hook(
-        lambda m, a, out: seen.setdefault("pre_relu", out.detach().clone()))
+
+    def keep(module, args, out) -> None:  # returns None: the module's output stays its own
+        seen.setdefault("pre_relu", out.detach().clone())
+
+    assert xai.resolve_layer(model, "last").name == "features.norm5"  # F.relu(inplace) follows
+    h = model.module.features.register_forward_hook(keep)
     try:
         r = xai.explain(model, cat_path, methods=["eigencam"], depths=["last"],
                         keep_activations=True)

@@ -10,16 +10,15 @@ from torch import nn
 
 import xai
 
-REFERENCE = {  # model -> (executed convs, stage names first..last)
-    "resnet152": (155, ["act1", "layer1", "layer2", "layer3", "layer4"]),
-    "torchvision/resnet152": (155, ["relu", "layer1", "layer2", "layer3", "layer4"]),
-    "densenet121": (120, ["features.norm0", "features.denseblock1", "features.denseblock2",
+REFERENCE = {  # model -> (executed convs, stage names first..last: the stem is not a stage)
+    "resnet152": (155, ["layer1", "layer2", "layer3", "layer4"]),
+    "torchvision/resnet152": (155, ["layer1", "layer2", "layer3", "layer4"]),
+    "densenet121": (120, ["features.denseblock1", "features.denseblock2",
                           "features.denseblock3", "features.norm5"]),
-    "torchvision/densenet121": (120, ["features.relu0", "features.denseblock1",
-                                      "features.denseblock2", "features.denseblock3", "features"]),
-    "inception_v3": (94, ["Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5d", "Mixed_6e", "Mixed_7c"]),
-    "torchvision/inception_v3": (94, ["Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5d", "Mixed_6e",
-                                      "Mixed_7c"]),
+    "torchvision/densenet121": (120, ["features.denseblock1", "features.denseblock2",
+                                      "features.denseblock3", "features.norm5"]),
+    "inception_v3": (94, ["Mixed_5d", "Mixed_6e", "Mixed_7c"]),
+    "torchvision/inception_v3": (94, ["Mixed_5d", "Mixed_6e", "Mixed_7c"]),
 }
 
 
@@ -34,9 +33,11 @@ def test_reference_models_conv_counts_and_stages(name):
     first, middle, last = (xai.resolve_layer(model, d, mode="convs") for d in xai.DEFAULT_DEPTHS)
     assert (first.index, middle.index, last.index) == (1, math.ceil(count / 2), count)
     assert last.position == f"conv {count}/{count}"
+    n = len(stages)
     s_last = xai.resolve_layer(model, "last")
-    assert s_last.name == stages[-1] and s_last.position == "stage 5/5"
-    assert xai.resolve_layer(model, "middle").name == stages[2]
+    assert s_last.name == stages[-1] and s_last.position == f"stage {n}/{n}"
+    assert xai.resolve_layer(model, "middle").name == stages[math.ceil(n / 2) - 1]
+    assert xai.resolve_layer(model, "first").name == stages[0]
     # last stage = the map global pooling reads: 7x7 at 224 px, 8x8 for Inception at 299 px
     assert s_last.shape[1:] == ((8, 8) if "inception" in name else (7, 7))
 
@@ -57,10 +58,12 @@ def test_inception_aux_convs_are_registered_but_never_run_nor_chosen():
 def test_vit_blocks_are_the_stages_with_token_grid():
     model = random_model("vit_base_patch16_224")
     stages = xai.stage_layers(model)
-    assert len(stages) == 12 and all(s.fmt == "NLC" and s.shape == (768, 14, 14) for s in stages)
-    assert stages[0].name == "blocks.0"
-    # class-token pooling: the last block's output only feeds the class token
-    assert stages[-1].name == "blocks.11.norm1" and "class token" in stages[-1].note
+    assert all(s.fmt == "NLC" and s.shape == (768, 14, 14) and s.prefix_tokens == 1
+               for s in stages)
+    assert [s.name for s in stages] == [f"blocks.{i}" for i in range(11)]
+    # class-token pooling: the last block's output feeds only the class token, so its patch
+    # positions get no gradient; the block before it is the last whose map can answer
+    assert "class token" in stages[-1].note
     assert xai.resolve_layer(model, "middle").name == "blocks.5"
 
 

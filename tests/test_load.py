@@ -237,9 +237,7 @@ def any_model(monkeypatch):
     xai.register_model(RANDOM_MODEL, _random_mobilenet)
     monkeypatch.setenv("XAI_ALLOW_ANY_MODEL", "1")
     yield xai.load_model(RANDOM_MODEL, device="cpu")
-    from xai.models import _REGISTRY
-
-    _REGISTRY.pop(RANDOM_MODEL, None)
+    xai.unregister_model(RANDOM_MODEL)
 
 
 @contextmanager

@@ -84,7 +84,7 @@ def test_a_registered_module_gets_everything(cat_path):
                        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     model = xai.load_model("tiny", device="cpu")
     assert "tiny" in xai.registered_models() and model.num_classes == 3
-    assert [s.name for s in xai.stage_layers(model)] == ["features.1", "features.3", "features"]
+    assert [s.name for s in xai.stage_layers(model)] == ["features.1", "features.3", "features.5"]
     assert len(xai.conv_layers(model)) == 3
     r = xai.explain(model, cat_path, targets="b")
     assert r.targets[0].index == 1 and r.cam("gradcam", "last").shape == r.image.shape[:2]

@@ -4,9 +4,11 @@ first, middle and last layers of any ImageNet classifier, from one forward and o
 from .cams import DEFAULT_METHODS, METHODS, CamMethod, register_method
 from .engine import DEFAULT_DEPTHS, Explanation, Prediction, explain, explain_batch, predict
 from .errors import (
+    HeadlessModelError,
     ImageError,
     LayerError,
     MethodError,
+    ModelOutputError,
     TargetError,
     UnknownModelError,
     WeightsUnavailableError,
@@ -20,15 +22,17 @@ from .models import (
     load_model,
     register_model,
     registered_models,
+    unregister_model,
     wrap_model,
 )
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_DEPTHS", "DEFAULT_METHODS", "DEFAULT_MODEL", "METHODS", "CamMethod", "Explanation",
-    "ImageError", "LayerError", "LayerInfo", "LoadedModel", "MethodError", "Prediction",
-    "TargetError", "UnknownModelError", "WeightsUnavailableError", "XaiError", "conv_layers",
-    "explain", "explain_batch", "load_image", "load_model", "predict", "prepare", "register_method",
-    "register_model", "registered_models", "resolve_layer", "stage_layers", "wrap_model",
+    "CamMethod", "DEFAULT_DEPTHS", "DEFAULT_METHODS", "DEFAULT_MODEL", "Explanation",
+    "HeadlessModelError", "ImageError", "LayerError", "LayerInfo", "LoadedModel", "METHODS",
+    "MethodError", "ModelOutputError", "Prediction", "TargetError", "UnknownModelError",
+    "WeightsUnavailableError", "XaiError", "conv_layers", "explain", "explain_batch", "load_image",
+    "load_model", "predict", "prepare", "register_method", "register_model", "registered_models",
+    "resolve_layer", "stage_layers", "unregister_model", "wrap_model",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 from .cams import DEFAULT_METHODS, GUIDED
 from .engine import DEFAULT_DEPTHS, Explanation, explain
 from .errors import XaiError
-from .layers import conv_layers, stage_layers
+from .layers import conv_layers, resolve_layer, stage_layers
 from .models import DEFAULT_MODEL, load_model
 
 
@@ -156,9 +156,10 @@ def _layers(args: argparse.Namespace) -> int:
     stages, convs = stage_layers(model), conv_layers(model)
     print(f"{model.name}: input {model.input_size[1]}x{model.input_size[0]}, "
           f"{len(convs)} conv layers run in an eval forward")
+    chosen = {resolve_layer(model, d).name: d for d in DEFAULT_DEPTHS} if stages else {}
     print("stages (first/middle/last in stages mode):")
     for info in stages:
-        print(f"  {info.description}")
+        print(f"  {chosen.get(info.name, ''):>6}  {info.description}")
     print("conv layers (first/middle/last in convs mode):")
     n = len(convs)
     picks = sorted({0, (n + 1) // 2 - 1, n - 1}) if n else []

@@ -23,7 +23,8 @@ from .cams.guided import deprocess, guided_hooks
 from .errors import LayerError, MethodError, TargetError
 from .images import ImageInput, prepare
 from .layers import LayerInfo, resolve_layer, to_nchw, trace
-from .models import LoadedModel, eval_mode, load_model
+from .models import LoadedModel, checked_logits, class_logits, eval_mode, load_model
+from .trace import output_tensor, replace_output
 
 DEFAULT_DEPTHS = ("first", "middle", "last")
 DISPLAY_SIZE = 512
@@ -251,15 +252,6 @@ def _methods(methods: Iterable[str] | str) -> list[CamMethod]:
     return found
 
 
-def class_logits(out) -> torch.Tensor:
-    """The class logits of a model's output (a tensor, an object with ``.logits``, or a tuple
-    whose first item they are, like Inception v3's training output)."""
-    if isinstance(out, torch.Tensor):
-        return out
-    logits = getattr(out, "logits", None)
-    return logits if logits is not None else out[0]
-
-
 @dataclass
 class Pass:
     """What one :func:`run_pass` computed: logits, targets, maps, guided gradients,
@@ -300,13 +292,13 @@ def run_pass(model: LoadedModel, x: torch.Tensor, layers: list[LayerInfo],
         def hook(mod, args, out):
             if name in store:
                 raise LayerError(f"module {name!r} runs more than once per forward")
+            index, t = output_tensor(out, x.shape[0])
             if name == earliest and grad_methods:
-                leaf = out.detach().requires_grad_(True)
+                t = t.detach().requires_grad_(True)
                 torch.set_grad_enabled(True)  # record the graph from here on only
-                store[name] = leaf
-                return leaf.clone()
-            store[name] = out
-            return out.clone()  # later in-place ops (DenseNet's ReLU) must not touch `out`
+            store[name] = t
+            # later in-place ops (DenseNet's ReLU) must not touch the stored map
+            return replace_output(out, index, t.clone())
         return hook
 
     handles = []
@@ -393,7 +385,7 @@ def predict(model: LoadedModel | str, image: ImageInput, *, k: int = 5,
     prep = prepare(image, model.input_size, model.mean, model.std, model.interpolation,
                    model.crop_pct, fit)
     with model.lock, torch.inference_mode(), eval_mode(model.module):
-        logits = class_logits(model.module(prep.tensor.to(model.device)))
+        logits = checked_logits(model, model.module(prep.tensor.to(model.device)))
     probs = logits.float().softmax(dim=1)[0].cpu()
     top = probs.topk(max(1, min(k, probs.numel())))
     return [Prediction(int(i), model.labels[int(i)], float(p))

@@ -43,3 +43,11 @@ class MethodError(XaiError, ValueError):
 
 class TargetError(XaiError, ValueError):
     """A target class index or label that the model does not have."""
+
+
+class HeadlessModelError(UnknownModelError):
+    """The model is a backbone without a classifier head: there is no class to explain."""
+
+
+class ModelOutputError(XaiError, TypeError):
+    """The model's forward returned something that holds no class logits."""

