@@ -145,9 +145,9 @@ BAD_APP_PARAMS = {  # keyword of call() -> value, expected substring of the mess
     "class 1000": ({"target": "1000"}, "out of range"),
     "class -1": ({"target": "-1"}, "out of range"),
     "unknown label": ({"target": "unicorn"}, "unicorn"),
-    "top-k 0": ({"top_k": 0}, "minimum"),
-    "top-k 1001": ({"top_k": 1001}, "maximum"),
-    "top-k -3": ({"top_k": -3}, "minimum"),
+    "top-k 0": ({"top_k": 0}, "top_k must be a whole number from 1 to 5, not 0"),
+    "top-k 1001": ({"top_k": 1001}, "top_k must be a whole number from 1 to 5, not 1001"),
+    "top-k -3": ({"top_k": -3}, "top_k must be a whole number from 1 to 5, not -3"),
     "bad fit": ({"fit": "stretch"}, "crop"),
 }
 

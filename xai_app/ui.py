@@ -3,7 +3,8 @@
 Named API endpoints (``gradio_client``: ``client.predict(..., api_name="/explain")``):
 
 * ``explain(image, model, mode, methods, target, top_k, guided, fit)`` -> gallery items
-  (image + caption), top-5 predictions, layer table, manifest, labelled gallery PNG, ZIP
+  (JPEG + caption), top-5 predictions, layer table, manifest, labelled gallery JPEG, ZIP (maps
+  as greyscale PNG, the explained image, manifest)
 * ``predict(image, model)`` -> top-5 predictions
 * ``layers(model, mode)`` -> the resolved first/middle/last layers (table)
 * ``models()`` -> the offered model names
@@ -25,7 +26,7 @@ import gradio as gr
 import xai
 from xai.errors import XaiError
 
-from . import insights, service
+from . import gate, insights, service, storage
 from .service import (
     DEFAULT_TOP_K,
     LAYER_HEADERS,
@@ -39,7 +40,7 @@ log = logging.getLogger("xai_app")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = ROOT / "examples"
-MAX_FILE_SIZE = "10mb"
+MAX_FILE_SIZE = gate.MAX_IMAGE_BYTES  # uploads; data: URLs and URLs get the same limit
 QUEUE_SIZE = 32
 TITLE = "xai · where does the classifier look?"
 
@@ -129,6 +130,35 @@ def _clear_image_errors(image: gr.Image) -> gr.Image:
     return image
 
 
+class GatedBlocks(gr.Blocks):
+    """Blocks whose named endpoints check their raw arguments first (:mod:`xai_app.gate`), and
+    whose own processing errors reach the caller as one message, never as ``null``."""
+
+    async def process_api(self, block_fn: Any, inputs: list[Any], *args: Any,
+                          **kwargs: Any) -> dict[str, Any]:
+        fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
+        name = getattr(fn, "api_name", None)
+        made: list[Path] = []
+        try:
+            inputs, made = await gate.check_call(name, inputs, Path(gr.utils.get_upload_folder()),
+                                                 storage.STORE)
+            return await super().process_api(block_fn, inputs, *args, **kwargs)
+        except gr.Error:
+            raise
+        except (gate.BadRequest, XaiError) as exc:
+            log.info("/%s refused: %s", name, exc)
+            raise gr.Error(html.escape(str(exc), quote=False), title="Invalid request",
+                           print_exception=False) from None
+        except Exception as exc:  # Gradio's own processing: its first line, as text
+            text = xai.images.clean_text(str(exc).strip().splitlines()[0] if str(exc).strip()
+                                         else type(exc).__name__, 200)
+            log.info("/%s: processing error: %s", name, text)
+            raise gr.Error(html.escape(f"the request could not be processed: {text}", quote=False),
+                           title="Invalid request", print_exception=False) from None
+        finally:
+            storage.STORE.release(made)
+
+
 # --- endpoint functions (their parameter names are the API's argument names) -------------
 
 @user_errors("explain the image")
@@ -139,7 +169,7 @@ def explain(image: str | None, model: str, mode: str, methods: list[str], target
 
     target: "top-1", a class index or label; top_k > 1 explains the k most probable classes
     (target then ignored). mode: "stages" or "convs". fit: "crop" or "full". Returns gallery
-    items (image, caption), top-5 predictions, layer table, manifest, labelled PNG, ZIP.
+    items (image, caption), top-5 predictions, layer table, manifest, labelled sheet, ZIP.
     """
     run = service.explain(model, image, mode=mode, methods=methods, target=target,
                           top_k=top_k, guided=guided, fit=fit,
@@ -284,8 +314,10 @@ def build_demo() -> gr.Blocks:
     """The app's Blocks, queued; launch it with :func:`launch`."""
     offered = service.offered_models()
     limit = _concurrency()
-    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600),
-                   fill_width=True) as demo:
+    # run folders are served where they are: Gradio copies none of them into its cache
+    gr.set_static_paths([storage.STORE.root])
+    with GatedBlocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600),
+                     fill_width=True) as demo:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=320):
@@ -323,13 +355,13 @@ def build_demo() -> gr.Blocks:
                     with gr.Tab("Gallery", id="gallery"):
                         gallery = gr.Gallery(label="Rows: first / middle / last layer · "
                                                    "columns: methods",
-                                             columns=len(METHOD_CHOICES), format="png",
+                                             columns=len(METHOD_CHOICES), format="jpeg",
                                              object_fit="contain", height="auto",
                                              elem_id="xai-gallery", interactive=False,
                                              buttons=["download", "fullscreen"])
                     with gr.Tab("Labelled sheet", id="sheet"):
-                        sheet = gr.Image(label="The whole gallery as one labelled PNG",
-                                         show_label=False, type="filepath", format="png",
+                        sheet = gr.Image(label="The whole gallery as one labelled picture",
+                                         show_label=False, type="filepath", format="jpeg",
                                          interactive=False,
                                          buttons=["download", "fullscreen"])
                     with gr.Tab("Layers", id="layers"):
@@ -346,9 +378,9 @@ def build_demo() -> gr.Blocks:
                     predictions = gr.Label(num_top_classes=5, label="Top-5 predictions",
                                            elem_id="xai-predictions", scale=1)
                     with gr.Column(scale=1):
-                        sheet_file = gr.File(label="Download: labelled gallery (PNG)",
+                        sheet_file = gr.File(label="Download: labelled gallery (JPEG)",
                                              elem_id="xai-sheet-file", interactive=False)
-                        zip_file = gr.File(label="Download: overlays + JSON manifest (ZIP)",
+                        zip_file = gr.File(label="Download: maps (PNG) + image + manifest (ZIP)",
                                            elem_id="xai-zip", interactive=False)
         with examples_slot:
             cache, cache_mode = _cache_mode()
