@@ -122,6 +122,24 @@ def test_budget_removes_the_oldest_runs_before_writing_and_keeps_busy_ones(tmp_p
     assert store.used() <= store.budget and held.exists()
 
 
+def test_budget_counts_uploads_and_removes_them_after_the_runs(tmp_path):
+    store = storage.RunStore(tmp_path / "runs", budget=10_000)
+    (tmp_path / "up").mkdir()
+    files = [tmp_path / "up" / f"upload{i}.png" for i in range(3)]
+    for file in files:  # created in this order: ctime oldest first
+        file.write_bytes(b"\0" * 3000)
+    store.uploads = {str(f) for f in files}
+    run = _fill(store.reserve(0), 2000)
+    store.release([run])  # 9000 of uploads + 2000: the run goes first
+    assert not run.exists() and all(f.exists() for f in files) and store.used() == 9000
+    held = store.hold(files[0])  # a request reads the oldest upload
+    made = store.reserve(4000)
+    assert [f.exists() for f in files] == [True, False, True]
+    assert store.uploads == {str(files[0]), str(files[2])}
+    store.release([held, made])
+    assert store.used() <= store.budget
+
+
 def test_budget_from_env(monkeypatch):
     monkeypatch.setenv("XAI_DISK_BUDGET", "300MB")
     assert storage.budget_from_env() == 300 * 10**6

@@ -121,8 +121,8 @@ ENDPOINTS: dict[str, tuple[str, ...]] = {
 
 async def check_call(api_name: str | None, inputs: Any, uploads: Path,
                      store: RunStore) -> tuple[list[Any], list[Path]]:
-    """The call's arguments, checked, with the image as a local file; and the folders made for
-    it (busy in ``store`` until released). :class:`BadRequest` or ``xai.ImageError``."""
+    """The call's arguments, checked, with the image as a local file; and the paths it uses
+    (busy in ``store`` until released). :class:`BadRequest` or ``xai.ImageError``."""
     params = ENDPOINTS.get(api_name or "")
     if params is None:
         return inputs, []
@@ -166,6 +166,7 @@ async def image_input(value: Any, uploads: Path, store: RunStore, made: list[Pat
         if not any(local.is_relative_to(root.resolve()) for root in (uploads, store.root)):
             raise BadRequest("image must be a file uploaded to this app (gradio_client: "
                              "handle_file(path)); a path on the server is not accepted")
+        made.append(store.hold(local))  # the budget leaves it alone until the request is done
         await anyio.to_thread.run_sync(header_size, local, MAX_IMAGE_BYTES, "image")
         return dict(value, path=str(local), meta={"_type": "gradio.FileData"})
     else:

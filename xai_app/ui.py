@@ -318,6 +318,7 @@ def build_demo() -> gr.Blocks:
     gr.set_static_paths([storage.STORE.root])
     with GatedBlocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600),
                      fill_width=True) as demo:
+        storage.STORE.uploads = demo.upload_file_set  # uploads count against the budget
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=320):
@@ -423,4 +424,5 @@ def launch(demo: gr.Blocks, **kwargs: Any) -> Any:
                                    show_error=False, run_history=False,
                                    footer_links=["api", "gradio"], css=CSS)
     options.update(kwargs)
+    storage.STORE.watch()  # the budget also holds between runs (uploads alone)
     return demo.launch(**options)
