@@ -355,6 +355,8 @@ def test_soak_worst_case_requests_stay_within_budget_and_memory(url, tmp_path, m
             break
         kind, out = call(url, worst)
         assert kind == "complete" and len(out[0]) == 75, (kind, str(out)[:300])
+        run_bytes = storage.folder_bytes(Path(out[5]["path"]).parent)
+        assert run_bytes <= 300 * 10**6 / 12, run_bytes  # 12 such requests: at most 300 MB
         assert_message(*call(url, bad[i % len(bad)]))  # refused, in between
         used.append(storage.STORE.used())
         assert used[-1] <= SOAK_BUDGET, used
@@ -363,6 +365,7 @@ def test_soak_worst_case_requests_stay_within_budget_and_memory(url, tmp_path, m
         rss.append(_rss_mib())
     with capsys.disabled():
         print(f"\nsoak: {len(used)} worst-case requests in {time.perf_counter() - start:.0f} s, "
+              f"{run_bytes / 1e6:.1f} MB each, "
               f"run folders {max(used) / 1e6:.1f} MB at most (budget {SOAK_BUDGET / 1e6:.0f} "
               f"MB), RSS {rss[0]:.0f} -> {rss[-1]:.0f} MiB")
     assert len(used) >= 3, "too few requests in the time bound to say anything"
