@@ -260,6 +260,31 @@ def test_urls_get_the_same_limits(url, file_server, monkeypatch):
     assert kind == "complete" and out[3]["predictions"][0]["label"] in ("tabby", "tiger cat")
 
 
+def test_every_event_with_an_image_input_goes_through_the_gate(url, tmp_path):
+    """Private UI events too (e.g. a model change re-predicting the image): no event lets
+    Gradio decode a data: URL or read a server path."""
+    import asyncio
+
+    import gradio as gr
+
+    import app
+
+    store = storage.RunStore(tmp_path, budget=10**8)
+    events = [fn for fn in app.demo.fns.values()
+              if any(isinstance(block, gr.Image) for block in fn.inputs)]
+    assert {"explain", "predict", "embeddings"} <= {fn.api_name for fn in events}
+    assert len(events) > 3  # and private ones
+    huge = data_url(big_png(11))
+    for fn in events:
+        images = tuple(i for i, b in enumerate(fn.inputs) if isinstance(b, gr.Image))
+        for value, expected in ((huge, "over the 10 MiB size limit"),
+                                ({"path": "/etc/passwd"}, "path on the server")):
+            args = [value if i in images else None for i in range(len(fn.inputs))]
+            with pytest.raises(gate.BadRequest, match=expected):
+                asyncio.run(gate.check_call(fn.api_name, args, tmp_path, store, images))
+    assert store.used() == 0
+
+
 # --- a message for every bad parameter ------------------------------------------------------------
 
 PROBES = {  # name -> (index in the explain arguments, value, parts of the message)

@@ -119,14 +119,20 @@ ENDPOINTS: dict[str, tuple[str, ...]] = {
 }
 
 
-async def check_call(api_name: str | None, inputs: Any, uploads: Path,
-                     store: RunStore) -> tuple[list[Any], list[Path]]:
+async def check_call(api_name: str | None, inputs: Any, uploads: Path, store: RunStore,
+                     images: tuple[int, ...] = ()) -> tuple[list[Any], list[Path]]:
     """The call's arguments, checked, with the image as a local file; and the paths it uses
-    (busy in ``store`` until released). :class:`BadRequest` or ``xai.ImageError``."""
+    (busy in ``store`` until released). :class:`BadRequest` or ``xai.ImageError``.
+
+    A named endpoint's arguments are all checked; any other event's only at the positions
+    ``images`` (its image inputs), so no event lets Gradio decode or fetch an image itself.
+    """
     params = ENDPOINTS.get(api_name or "")
     if params is None:
-        return inputs, []
-    if not isinstance(inputs, list) or len(inputs) != len(params):
+        if not images or not isinstance(inputs, list):
+            return inputs, []
+        params = tuple("image" if i in images else "" for i in range(len(inputs)))
+    elif not isinstance(inputs, list) or len(inputs) != len(params):
         got = len(inputs) if isinstance(inputs, list) else service.shown(inputs)
         raise BadRequest(f"/{api_name} takes {len(params)} arguments ({', '.join(params)}), "
                          f"not {got}")
@@ -136,7 +142,7 @@ async def check_call(api_name: str | None, inputs: Any, uploads: Path,
         for name, value in zip(params, inputs, strict=True):
             if name == "image":
                 value = await image_input(value, uploads, store, made)
-            else:
+            elif name:
                 CHECKS[name](value)
             out.append(value)
         return out, made

@@ -27,6 +27,7 @@ import xai
 from xai.errors import XaiError
 
 from . import gate, insights, service, storage
+from .blocks import GatedBlocks
 from .service import (
     DEFAULT_TOP_K,
     LAYER_HEADERS,
@@ -128,35 +129,6 @@ def _clear_image_errors(image: gr.Image) -> gr.Image:
 
     image.preprocess = preprocess  # type: ignore[method-assign]
     return image
-
-
-class GatedBlocks(gr.Blocks):
-    """Blocks whose named endpoints check their raw arguments first (:mod:`xai_app.gate`), and
-    whose own processing errors reach the caller as one message, never as ``null``."""
-
-    async def process_api(self, block_fn: Any, inputs: list[Any], *args: Any,
-                          **kwargs: Any) -> dict[str, Any]:
-        fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
-        name = getattr(fn, "api_name", None)
-        made: list[Path] = []
-        try:
-            inputs, made = await gate.check_call(name, inputs, Path(gr.utils.get_upload_folder()),
-                                                 storage.STORE)
-            return await super().process_api(block_fn, inputs, *args, **kwargs)
-        except gr.Error:
-            raise
-        except (gate.BadRequest, XaiError) as exc:
-            log.info("/%s refused: %s", name, exc)
-            raise gr.Error(html.escape(str(exc), quote=False), title="Invalid request",
-                           print_exception=False) from None
-        except Exception as exc:  # Gradio's own processing: its first line, as text
-            text = xai.images.clean_text(str(exc).strip().splitlines()[0] if str(exc).strip()
-                                         else type(exc).__name__, 200)
-            log.info("/%s: processing error: %s", name, text)
-            raise gr.Error(html.escape(f"the request could not be processed: {text}", quote=False),
-                           title="Invalid request", print_exception=False) from None
-        finally:
-            storage.STORE.release(made)
 
 
 # --- endpoint functions (their parameter names are the API's argument names) -------------
