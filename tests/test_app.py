@@ -143,6 +143,28 @@ def test_explain_returns_twelve_captioned_panels_and_a_zip_of_maps(cat_explained
         assert error(0, entries[11]) > 10  # another panel's map does not fit
 
 
+def test_gallery_comes_first_and_the_files_are_whole_when_offered(url: str, tmp_path):
+    """/explain answers with the gallery before the sheet and the ZIP are written; they come in
+    the final answer, complete (written under another name, then renamed)."""
+    client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
+    job = client.submit(handle_file(CAT), "efficientnet_lite0", "stages", ["gradcam", "eigencam"],
+                        "top-1", 2, True, "crop", api_name="/explain")
+    final = job.result(timeout=300)
+    first, *_ = job.outputs()
+    assert len(first[0]) == 18 and first[4] is None and first[5] is None  # 2 x 3 x 3 panels
+    assert [item["caption"] for item in first[0]] == [item["caption"] for item in final[0]]
+    sheet, archive = Path(final[4]["path"]), Path(final[5]["path"])
+    zipped = httpx.get(final[5]["url"], timeout=30).content  # fetched right after the answer
+    assert zipped == archive.read_bytes()
+    with zipfile.ZipFile(io.BytesIO(zipped)) as zf:
+        assert zf.testzip() is None
+        listed = json.loads(zf.read("manifest.json"))
+        assert len(zf.namelist()) == 2 + len(listed["files"]["overlays"]) == 2 + 18
+    with Image.open(sheet) as img:
+        img.load()
+    assert not list(sheet.parent.glob("*.part"))
+
+
 def test_bad_inputs_give_one_clear_error_and_the_app_keeps_serving(client: Client, tmp_path):
     with pytest.raises(AppError, match="not offered here"):
         client.predict(handle_file(CAT), "no_such_model", api_name="/explain")

@@ -337,10 +337,11 @@ def image_stem(image: object) -> str:
 def explain(name: str, image: xai.images.ImageInput, *, mode: str = "stages",
             methods: Sequence[str] | str = xai.DEFAULT_METHODS, target: object = TOP1,
             top_k: object = DEFAULT_TOP_K, guided: bool = False, fit: str = "crop",
-            store: RunStore | None = None,
+            store: RunStore | None = None, finish: bool = True,
             on_step: Callable[[float, str], None] | None = None) -> ExplainRun:
     """Validate every input, load the model (cached), explain, write the files (within the
-    disk budget of ``store``, default :data:`xai_app.storage.STORE`).
+    disk budget of ``store``, default :data:`xai_app.storage.STORE`). ``finish=False`` writes
+    only the gallery previews: call ``run.finish()`` for the labelled sheet and the ZIP.
 
     ``on_step(fraction, text)`` reports progress. Raises :class:`xai.XaiError` on bad input.
     """
@@ -359,7 +360,7 @@ def explain(name: str, image: xai.images.ImageInput, *, mode: str = "stages",
     step(0.7, "rendering the gallery")
     settings = {"model": name, "mode": mode, "methods": method_names, "target": target,
                 "top_k": k or 1, "guided": guided, "fit": fit}
-    run = write_run(result, image_stem(image), settings, store)
+    run = write_run(result, image_stem(image), settings, store, finish)
     step(1.0, "done")
     return run
 

@@ -29,7 +29,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from PIL import Image
 
 import xai
 from xai.engine import Explanation
-from xai.render import gallery, panels
+from xai.render import PAD, PANEL, gallery, panels
 
 log = logging.getLogger("xai_app")
 
@@ -195,13 +195,34 @@ STORE = RunStore()
 
 @dataclass
 class ExplainRun:
-    """One explained image and its files: gallery items, labelled sheet, ZIP, manifest."""
+    """One explained image and its files: gallery previews (written first), then the labelled
+    sheet and the ZIP (:meth:`finish`); until then the run folder is busy in its store."""
 
     result: Explanation
     gallery: list[tuple[str, str]]  # (JPEG preview path, caption), rows = depths per target
     sheet: Path  # the whole labelled gallery (xai.render.gallery) as JPEG
     zip: Path  # manifest.json, image.png and every map as greyscale PNG
     manifest: dict[str, Any]
+    store: RunStore | None = field(default=None, repr=False)
+    drawn: dict[int, list] = field(default_factory=dict, repr=False)  # panels per target
+    done: bool = False
+
+    def finish(self) -> ExplainRun:
+        """Write the labelled sheet and the ZIP (once), then hand the folder to the budget."""
+        if not self.done:
+            try:
+                _write_files(self)
+            finally:
+                self.close()
+        return self
+
+    def close(self) -> None:
+        """Hand the folder to the budget, written or not (a client that went away)."""
+        if not self.done:
+            self.done = True
+            self.drawn = {}
+            if self.store is not None:
+                self.store.release([self.sheet.parent])
 
 
 def slug(text: str) -> str:
@@ -221,52 +242,66 @@ def _png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def bound_bytes(result: Explanation, sheet_size: tuple[int, int]) -> int:
+def bound_bytes(result: Explanation) -> int:
     """An upper bound of a run's bytes: JPEG at 4:2:0 stays under 1 byte a pixel (pure noise
-    at quality 90: 0.9), a greyscale PNG under 1.01, an RGB PNG under 3.03."""
+    at quality 90: 0.9), a greyscale PNG under 1.01, an RGB PNG under 3.03; the sheet has a
+    tile of at most (PANEL + PAD)² pixels per panel and per input, plus its labels."""
     h, w = result.image.shape[:2]
     n = len(result.targets) * len(result.depths) * len(result.panel_methods)
-    return int(n * h * w * 2.02 + h * w * 3.03 + sheet_size[0] * sheet_size[1] + 2**20)
+    tiles = len(result.targets) * len(result.depths) * (len(result.panel_methods) + 1)
+    return int(n * h * w * 2.02 + h * w * 3.03 + 1.5 * tiles * (PANEL + PAD) ** 2 + 2**21)
 
 
 def write_run(result: Explanation, stem: str, settings: dict[str, Any] | None = None,
-              store: RunStore | None = None) -> ExplainRun:
-    """Draw and save the previews, the labelled sheet and the ZIP in a budgeted run folder."""
+              store: RunStore | None = None, finish: bool = True) -> ExplainRun:
+    """Save the gallery previews in a budgeted run folder; with ``finish`` also the labelled
+    sheet and the ZIP (else call :meth:`ExplainRun.finish` after answering)."""
     store = store or STORE
-    drawn = {t.index: panels(result, t.index, ALPHA, COLORMAP) for t in result.targets}
-    sheet = gallery(result, alpha=ALPHA, colormap=COLORMAP, drawn=drawn)
-    out = store.reserve(bound_bytes(result, sheet.size))
+    out = store.reserve(bound_bytes(result))
     try:
-        return _write(result, out, stem, drawn, sheet, settings)
-    finally:
+        run = _write_previews(result, out, stem, settings, store)
+    except BaseException:
         store.release([out])
+        raise
+    return run.finish() if finish else run
 
 
-def _write(result: Explanation, out: Path, stem: str, drawn: dict, sheet: Image.Image,
-           settings: dict[str, Any] | None) -> ExplainRun:
+def _write_previews(result: Explanation, out: Path, stem: str,
+                    settings: dict[str, Any] | None, store: RunStore) -> ExplainRun:
     multi = len(result.targets) > 1
-    items, overlays, maps = [], [], {}
+    drawn = {t.index: panels(result, t.index, ALPHA, COLORMAP) for t in result.targets}
+    items, overlays = [], []
     for tgt in result.targets:
         for pic, method, depth, caption in drawn[tgt.index]:
             name = f"{tgt.index}-{slug(tgt.label)}_{slug(method)}_{slug(depth)}"
             (out / f"{stem}_{name}.jpg").write_bytes(_jpeg(pic))
-            cam = result.cam(method, depth, tgt.index)
-            maps[f"maps/{name}.png"] = _png((cam * 255).round().astype(np.uint8))
             overlays.append({"file": f"{stem}_{name}.jpg", "map": f"maps/{name}.png",
                              "method": method, "depth": depth, "target": tgt.index,
                              "caption": caption})
             items.append((str(out / f"{stem}_{name}.jpg"),
                           f"{tgt.label} · {caption}" if multi else caption))
-    sheet_path = out / f"{stem}_gallery.jpg"
-    sheet_path.write_bytes(_jpeg(sheet))
-    files = {"gallery": sheet_path.name, "image": "image.png", "overlays": overlays,
+    files = {"gallery": f"{stem}_gallery.jpg", "image": "image.png", "overlays": overlays,
              "overlay": {"colormap": COLORMAP, "alpha": ALPHA, "maps": "8-bit, map = value/255"}}
     manifest = dict(result.manifest(), files=files,
                     app=dict(settings or {}, xai_version=xai.__version__))
-    archive = out / f"{stem}_xai.zip"
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("manifest.json", json.dumps(manifest, indent=2))
+    return ExplainRun(result, items, out / files["gallery"], out / f"{stem}_xai.zip", manifest,
+                      store, drawn)
+
+
+def _write_files(run: ExplainRun) -> None:
+    """The labelled sheet and the ZIP, each written under a temporary name and renamed, so a
+    download never sees half a file."""
+    result = run.result
+    sheet = gallery(result, alpha=ALPHA, colormap=COLORMAP, drawn=run.drawn)
+    part = run.sheet.with_name(run.sheet.name + ".part")
+    part.write_bytes(_jpeg(sheet))
+    part.replace(run.sheet)
+    part = run.zip.with_name(run.zip.name + ".part")
+    with zipfile.ZipFile(part, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", json.dumps(run.manifest, indent=2))
         zf.writestr("image.png", _png(result.image), compress_type=zipfile.ZIP_STORED)
-        for name, data in maps.items():  # PNG is deflated already
-            zf.writestr(name, data, compress_type=zipfile.ZIP_STORED)
-    return ExplainRun(result, items, sheet_path, archive, manifest)
+        for entry in run.manifest["files"]["overlays"]:  # PNG is deflated already
+            cam = result.cam(entry["method"], entry["depth"], entry["target"])
+            zf.writestr(entry["map"], _png((cam * 255).round().astype(np.uint8)),
+                        compress_type=zipfile.ZIP_STORED)
+    part.replace(run.zip)

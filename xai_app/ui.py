@@ -12,11 +12,13 @@ Named API endpoints (``gradio_client``: ``client.predict(..., api_name="/explain
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
+import inspect
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,26 +87,40 @@ def _concurrency() -> int:
         return 1
 
 
+@contextlib.contextmanager
+def _as_user_error(action: str) -> Iterator[None]:
+    try:
+        yield
+    except gr.Error:
+        raise
+    except XaiError as exc:
+        log.info("%s refused: %s", action, exc)
+        # Gradio renders an error message as HTML: user text in it must stay text
+        raise gr.Error(html.escape(str(exc), quote=False), title=f"Cannot {action}",
+                       print_exception=False) from None
+    except Exception:
+        log.exception("unexpected error in %s", action)
+        raise gr.Error(f"Something went wrong while trying to {action}; the error was "
+                       "logged. Try another image or model.",
+                       title="Internal error", print_exception=False) from None
+
+
 def user_errors(action: str) -> Callable[[Callable], Callable]:
-    """Turn :class:`xai.XaiError` into one clear ``gr.Error``; log anything unexpected."""
+    """Turn :class:`xai.XaiError` into one clear ``gr.Error``; log anything unexpected (also
+    while a generator endpoint runs)."""
 
     def decorate(fn: Callable) -> Callable:
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def steps(*args: Any, **kwargs: Any) -> Any:
+                with _as_user_error(action):
+                    yield from fn(*args, **kwargs)
+            return steps
+
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
+            with _as_user_error(action):
                 return fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except XaiError as exc:
-                log.info("%s refused: %s", action, exc)
-                # Gradio renders an error message as HTML: user text in it must stay text
-                raise gr.Error(html.escape(str(exc), quote=False), title=f"Cannot {action}",
-                               print_exception=False) from None
-            except Exception:
-                log.exception("unexpected error in %s", action)
-                raise gr.Error(f"Something went wrong while trying to {action}; the error was "
-                               "logged. Try another image or model.",
-                               title="Internal error", print_exception=False) from None
         return wrapper
     return decorate
 
@@ -136,20 +152,25 @@ def _clear_image_errors(image: gr.Image) -> gr.Image:
 @user_errors("explain the image")
 def explain(image: str | None, model: str, mode: str, methods: list[str], target: str,
             top_k: float | None, guided: bool, fit: str, progress: gr.Progress = gr.Progress()
-            ) -> tuple[Any, dict[str, float], list[list[str]], dict, str, str]:
+            ) -> Iterator[tuple[Any, dict[str, float], list[list[str]], dict, Any, Any]]:
     """Explain one image: 4 methods x first/middle/last layer (12 panels per target).
 
     target: "top-1", a class index or label; top_k > 1 explains the k most probable classes
     (target then ignored). mode: "stages" or "convs". fit: "crop" or "full". Returns gallery
-    items (image, caption), top-5 predictions, layer table, manifest, labelled sheet, ZIP.
+    items (image, caption), top-5 predictions, layer table, manifest, labelled sheet, ZIP:
+    the gallery first (the two files None), then everything once the files are written.
     """
     run = service.explain(model, image, mode=mode, methods=methods, target=target,
-                          top_k=top_k, guided=guided, fit=fit,
+                          top_k=top_k, guided=guided, fit=fit, finish=False,
                           on_step=lambda f, text: progress(f, desc=text))
-    rows = service.layer_rows(run.result.layers)
-    scores = service.label_scores(run.result.predictions, run.result.labels)
-    return (run.gallery, scores, rows, run.manifest,
-            str(run.sheet), str(run.zip))
+    try:
+        rows = service.layer_rows(run.result.layers)
+        scores = service.label_scores(run.result.predictions, run.result.labels)
+        yield run.gallery, scores, rows, run.manifest, None, None
+        run.finish()
+        yield run.gallery, scores, rows, run.manifest, str(run.sheet), str(run.zip)
+    finally:
+        run.close()  # a client that left before the files: the budget may take the folder
 
 
 @user_errors("predict")
