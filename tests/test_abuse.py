@@ -157,6 +157,10 @@ def test_returned_files_are_not_copied_into_gradios_cache(url):
     path = upload(url, CAT.read_bytes(), "cat.png")
     kind, out = call(url, request(file_data(path), methods=ALL_METHODS, guided=True))
     assert kind == "complete"
+    kind, view = call(url, [file_data(path), "efficientnet_lite0", "stages", ["gradcam"],
+                            "top-1", "crop", 4, False], "embeddings")
+    assert kind == "complete" and len(view[1]) == 3
+    assert Path(view[0]["path"]).resolve().is_relative_to(storage.STORE.root.resolve())
     new = {p for p in cache.rglob("*") if p.is_file()} - before
     assert {p.name for p in new} <= {"cat.png"}, sorted(p.name for p in new)
     files = [item["image"]["path"] for item in out[0]] + [out[4]["path"], out[5]["path"]]

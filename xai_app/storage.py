@@ -225,6 +225,22 @@ class ExplainRun:
                 self.store.release([self.sheet.parent])
 
 
+def save_pictures(pictures: list[Image.Image], store: RunStore | None = None,
+                  prefix: str = "view-") -> list[Path]:
+    """Pictures an app view returns, as PNG files in a new folder within the budget (Gradio
+    would otherwise write its own copies into its cache, outside it)."""
+    store = store or STORE
+    out = store.reserve(int(sum(p.width * p.height * 3.03 for p in pictures)) + 2**20, prefix)
+    paths = []
+    try:
+        for i, pic in enumerate(pictures):
+            paths.append(out / f"{i:02d}.png")
+            pic.convert("RGB").save(paths[-1], "PNG", compress_level=3)
+    finally:
+        store.release([out])
+    return paths
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9+]+", "-", str(text).lower()).strip("-")[:40]
 

@@ -254,8 +254,10 @@ def embeddings(image: str | None, model: str, mode: str, methods: list[str], tar
     progress(0.1, desc="explaining, scoring every panel (batched)")
     run = insights.insights(model, image, mode=mode, methods=methods, target=target, fit=fit,
                             n_steps=steps, sanity=sanity)
-    return (run.figure, run.grids, insights.faithfulness_rows(run.faithfulness),
-            insights.sanity_markdown(run.sanity))
+    figure, *grids = storage.save_pictures([run.figure] + [grid for grid, _ in run.grids])
+    return (str(figure), [(str(path), caption) for path, (_, caption) in zip(
+        grids, run.grids, strict=True)], insights.faithfulness_rows(run.faithfulness),
+        insights.sanity_markdown(run.sanity))
 
 
 def embeddings_tab(inputs: Inputs) -> None:
@@ -268,7 +270,7 @@ def embeddings_tab(inputs: Inputs) -> None:
                               step=1, label="Deletion/insertion steps", min_width=200)
             sanity = gr.Checkbox(value=True, label="Sanity check", min_width=120)
             go = gr.Button("Compute", variant="secondary", elem_id="xai-embeddings-run")
-        figure = gr.Image(label="Embedding maps (PC1-3 as RGB)", type="pil", format="png",
+        figure = gr.Image(label="Embedding maps (PC1-3 as RGB)", type="filepath", format="png",
                           interactive=False, elem_id="xai-embedding-maps")
         channels = gr.Gallery(label="Most active channels per layer", columns=3, format="png",
                               object_fit="contain", height="auto", interactive=False)
