@@ -65,11 +65,11 @@ def load_image(image: ImageInput) -> Image.Image:
     raise ImageError(f"unsupported image input of type {type(image).__name__}")
 
 
-def header_size(image: str | os.PathLike | bytes, max_bytes: int = MAX_FILE_BYTES,
+def header_size(image: str | os.PathLike | bytes, max_bytes: int | None = None,
                 what: str | None = None) -> tuple[int, int]:
     """(width, height) of an image file or bytes, read from its header only: the byte limit
-    ``max_bytes`` and :data:`MAX_PIXELS` are checked before any pixel is decoded, and only
-    :data:`FORMATS` are read. Raises :class:`ImageError`."""
+    ``max_bytes`` (default :data:`MAX_FILE_BYTES`) and :data:`MAX_PIXELS` are checked before
+    any pixel is decoded, and only :data:`FORMATS` are read. Raises :class:`ImageError`."""
     if isinstance(image, (bytes, bytearray, memoryview)):
         what = what or "the given bytes"
         _check_bytes(len(image), what, max_bytes)
@@ -106,7 +106,8 @@ def _reason(exc: BaseException) -> str:
     return clean_text(str(exc) or type(exc).__name__, 160)
 
 
-def _check_bytes(size: int, what: str, limit: int = MAX_FILE_BYTES) -> None:
+def _check_bytes(size: int, what: str, limit: int | None = None) -> None:
+    limit = MAX_FILE_BYTES if limit is None else limit
     if size == 0:
         raise ImageError(f"{what}: the file is empty")
     if size > limit:
