@@ -200,8 +200,11 @@ def test_data_urls_get_the_upload_limits_and_are_never_decoded_by_gradio(url, mo
     bomb = data_url(png_header_only(8000, 6000))  # 48 Mpx declared, a few bytes long
     assert_message(*call(url, request({"url": bomb})), "pixel limit", "8000x6000")
     assert_message(*call(url, request("data:image/png;base64,@@@@")), "image", "base64")
+    before = set(storage.STORE.root.glob("in-*"))
     kind, out = call(url, request({"url": data_url(CAT.read_bytes())}))
     assert kind == "complete" and out[3]["predictions"][0]["label"] in ("tabby", "tiger cat")
+    made = set(storage.STORE.root.glob("in-*")) - before  # written once, not once per step
+    assert len(made) == 1 and (made.pop() / "image").read_bytes() == CAT.read_bytes()
 
 
 def test_uploaded_files_get_the_pixel_limit_and_server_paths_are_refused(url):

@@ -31,8 +31,9 @@ class GatedBlocks(gr.Blocks):
                        if isinstance(block, gr.Image))
         made: list[Path] = []
         try:
-            inputs, made = await gate.check_call(name, inputs, Path(gr.utils.get_upload_folder()),
-                                                 storage.STORE, images)
+            if kwargs.get("iterator") is None:  # a generator's next step: checked already
+                inputs, made = await gate.check_call(
+                    name, inputs, Path(gr.utils.get_upload_folder()), storage.STORE, images)
             return await super().process_api(block_fn, inputs, *args, **kwargs)
         except gr.Error:
             raise
