@@ -4,8 +4,9 @@
     python examples/client.py examples/cat.png        # -> overlays in ./xai-client-out
     python examples/client.py photo.jpg --app owner/space --model resnet50 --top-k 2
 
-Saves every overlay of the gallery (named by its caption), the labelled gallery PNG, the ZIP
-and manifest.json to ``--out``, and prints the top-5 predictions and the resolved layers.
+Saves every overlay of the gallery (named by its caption), the labelled gallery, the ZIP (every
+map as a greyscale PNG, the explained image, the manifest) and manifest.json to ``--out``, and
+prints the top-5 predictions and the resolved layers.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     for i, item in enumerate(gallery, 1):
-        name = f"{i:02d}_{_slug(item['caption'] or 'panel')}.png"
+        suffix = Path(item["image"]).suffix or ".jpg"
+        name = f"{i:02d}_{_slug(item['caption'] or 'panel')}{suffix}"
         shutil.copyfile(item["image"], args.out / name)
     shutil.copyfile(sheet, args.out / Path(sheet).name)
     shutil.copyfile(archive, args.out / Path(archive).name)

@@ -15,6 +15,8 @@ import pytest
 from app_server import ROOT, running_app
 from PIL import Image
 
+from xai.render import overlay
+
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
@@ -25,6 +27,7 @@ OFFERED = ["efficientnet_lite0", "densenet121", "resnet152", "inception_v3", "re
 CAPTION = re.compile(r"^(Grad-CAM|Grad-CAM\+\+|Eigen-CAM|XGrad-CAM) · (first|middle|last) · "
                      r"[\w.]+ · \d+×\d+×\d+$")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +88,7 @@ def test_layers_endpoint(client: Client):
     assert resnet[-1][1] == "layer4" and resnet[-1][4] == "2048×7×7"
 
 
-def test_explain_returns_twelve_captioned_lossless_panels(cat_explained):
+def test_explain_returns_twelve_captioned_panels_and_a_zip_of_maps(cat_explained):
     gallery, top5, table, manifest, sheet, archive = cat_explained
     assert len(gallery) == 12
     captions = [item["caption"] for item in gallery]
@@ -98,13 +101,10 @@ def test_explain_returns_twelve_captioned_lossless_panels(cat_explained):
     pictures = []
     for item in gallery:
         data = Path(item["image"]).read_bytes()
-        assert data.startswith(PNG_MAGIC)
+        assert data.startswith(JPEG_MAGIC)  # previews: JPEG at display size
         pictures.append(data)
-    # Grad-CAM and Grad-CAM++ differ at every depth (their files once collided); at the last
-    # layer Grad-CAM and XGrad-CAM coincide (gradients are spatially constant before pooling)
+    # Grad-CAM and Grad-CAM++ differ at every depth (their files once collided)
     assert all(pictures[i] != pictures[i + 1] for i in (0, 4, 8))
-    decoded = [np.asarray(Image.open(io.BytesIO(p)), dtype=np.int16) for p in pictures]
-    assert np.abs(decoded[8] - decoded[11]).max() <= 2  # equal up to float rounding
     assert len(set(pictures[:8])) == 8
     assert "tabby" in [c["label"] for c in top5["confidences"]]
     assert [r[0] for r in table["data"]] == ["first", "middle", "last"]
@@ -112,16 +112,57 @@ def test_explain_returns_twelve_captioned_lossless_panels(cat_explained):
         "tabby", "tiger cat")
     assert set(manifest["layers"]) == {"first", "middle", "last"}
     with Image.open(sheet) as img:
-        assert img.format == "PNG" and img.width > 1000
+        assert img.format == "JPEG" and img.width > 1000
     with zipfile.ZipFile(archive) as zf:
-        names = zf.namelist()
+        infos = {i.filename: i for i in zf.infolist()}
         listed = json.loads(zf.read("manifest.json"))
-        overlay_files = [o["file"] for o in listed["files"]["overlays"]]
-        assert len(set(overlay_files)) == 12 and set(overlay_files) <= set(names)
-        assert listed["files"]["gallery"] in names
+        assert infos["manifest.json"].compress_type == zipfile.ZIP_DEFLATED
         assert listed["app"]["model"] == "efficientnet_lite0"
-        first = Image.open(io.BytesIO(zf.read(overlay_files[0])))
-        assert first.format == "PNG"
+        maps = [o["map"] for o in listed["files"]["overlays"]]
+        assert len(set(maps)) == 12 and set(maps) | {"manifest.json", "image.png"} == set(infos)
+        image = np.asarray(Image.open(io.BytesIO(zf.read("image.png"))))
+        assert list(image.shape[1::-1]) == manifest["image_size"]
+        # every panel is the image blended with its map: the ZIP holds no picture twice
+        recipe = listed["files"]["overlay"]
+        entries = listed["files"]["overlays"]
+
+        def error(panel: int, entry: dict) -> float:
+            """Mean difference between a preview and its map's overlay through the same JPEG
+            encoder (maps are rounded to 1/255)."""
+            cam = np.asarray(Image.open(io.BytesIO(zf.read(entry["map"])))) / 255.0
+            assert cam.shape == image.shape[:2] and cam.min() == 0 and cam.max() == 1
+            drawn = io.BytesIO()
+            Image.fromarray(overlay(image, cam, recipe["alpha"], recipe["colormap"])).save(
+                drawn, "JPEG", quality=90)
+            drawn = np.asarray(Image.open(drawn), dtype=np.int16)
+            preview = np.asarray(Image.open(gallery[panel]["image"]), dtype=np.int16)
+            return float(np.abs(drawn - preview).mean())
+
+        for i in (0, 5, 11):  # every panel is the image blended with its map
+            assert error(i, entries[i]) < 3, entries[i]
+        assert error(0, entries[11]) > 10  # another panel's map does not fit
+
+
+def test_gallery_comes_first_and_the_files_are_whole_when_offered(url: str, tmp_path):
+    """/explain answers with the gallery before the sheet and the ZIP are written; they come in
+    the final answer, complete (written under another name, then renamed)."""
+    client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
+    job = client.submit(handle_file(CAT), "efficientnet_lite0", "stages", ["gradcam", "eigencam"],
+                        "top-1", 2, True, "crop", api_name="/explain")
+    final = job.result(timeout=300)
+    first, *_ = job.outputs()
+    assert len(first[0]) == 18 and first[4] is None and first[5] is None  # 2 x 3 x 3 panels
+    assert [item["caption"] for item in first[0]] == [item["caption"] for item in final[0]]
+    sheet, archive = Path(final[4]["path"]), Path(final[5]["path"])
+    zipped = httpx.get(final[5]["url"], timeout=30).content  # fetched right after the answer
+    assert zipped == archive.read_bytes()
+    with zipfile.ZipFile(io.BytesIO(zipped)) as zf:
+        assert zf.testzip() is None
+        listed = json.loads(zf.read("manifest.json"))
+        assert len(zf.namelist()) == 2 + len(listed["files"]["overlays"]) == 2 + 18
+    with Image.open(sheet) as img:
+        img.load()
+    assert not list(sheet.parent.glob("*.part"))
 
 
 def test_bad_inputs_give_one_clear_error_and_the_app_keeps_serving(client: Client, tmp_path):
@@ -178,7 +219,7 @@ def test_client_script_saves_overlays(url: str, tmp_path, capsys):
     out = tmp_path / "out"
     assert module.main([CAT, "--app", url, "--methods", "gradcam", "eigencam", "--mode",
                         "convs", "--out", str(out)]) == 0
-    saved = sorted(p.name for p in out.glob("[0-9][0-9]_*.png"))
+    saved = sorted(p.name for p in out.glob("[0-9][0-9]_*.jpg"))
     assert len(saved) == 6 and saved[0].startswith("01_grad-cam-first-conv-stem")
     assert (out / "manifest.json").is_file() and list(out.glob("*.zip"))
     printed = capsys.readouterr().out
@@ -224,8 +265,8 @@ def test_targets_labels_and_model_policy(monkeypatch):
     assert service.parse_targets("tabby", None) == ("tabby", None)
     assert service.parse_targets("crane (class 517)", 1) == (517, None)
     assert service.parse_targets("tabby", 3.0) == (None, 3)  # top-k > 1 wins
-    for bad in (0, 2.5, 6, "many"):
-        with pytest.raises(TargetError, match="top-k"):
+    for bad in (0, 2.5, 6, "many", "3", True, float("nan"), float("inf"), [2], 10**5000):
+        with pytest.raises(TargetError, match="top_k must be a whole number from 1 to 5"):
             service.parse_targets("top-1", bad)
     scores = service.label_scores([Prediction(517, "crane", 0.5), Prediction(281, "tabby", 0.2)],
                                   ["crane", "tabby", "crane"])
@@ -236,14 +277,6 @@ def test_targets_labels_and_model_policy(monkeypatch):
         service.check_model("resnet18")
     monkeypatch.setenv("XAI_ALLOW_ANY_MODEL", "1")
     assert service.check_model("resnet18") == "resnet18"
-
-
-def test_output_folders_are_bounded(tmp_path):
-    from xai_app.service import new_output_dir
-
-    made = [new_output_dir(tmp_path, max_runs=3) for _ in range(6)]
-    left = sorted(p for p in tmp_path.iterdir())
-    assert len(left) == 3 and made[-1] in left
 
 
 def test_embeddings_endpoint_scores_every_panel(client: Client):
@@ -259,7 +292,7 @@ def test_embeddings_endpoint_scores_every_panel(client: Client):
     assert len(ranked) == 12 and sum("★" in r[0] for r in ranked) == 1
     assert {r[1] for r in rows if r[0] == "baseline"} == {"random", "random-cam", "sobel"}
     assert "gradcam" in verdicts and ("passes" in verdicts or "fails" in verdicts)
-    with pytest.raises(AppError, match="maximum"):  # the slider refuses it
+    with pytest.raises(AppError, match="steps must be a whole number from 4 to"):
         client.predict(handle_file(CAT), "efficientnet_lite0", "stages", ["gradcam"], "top-1",
                        "crop", 1000, False, api_name="/embeddings")
 

@@ -690,3 +690,20 @@ def test_cli_process_prints_one_line_and_exits_nonzero(files, tmp_path):
     assert proc.returncode == 2, proc.stderr
     _assert_cli_error(proc.returncode, proc.stderr, "text.txt: not a readable image")
     assert proc.stdout == ""
+
+
+def test_header_size_checks_the_limits_without_decoding(tmp_path):
+    data = encode(noise(64, 48), "PNG")
+    assert images.header_size(data) == (64, 48)
+    (tmp_path / "a.png").write_bytes(data)
+    assert images.header_size(tmp_path / "a.png") == (64, 48)
+    with pytest.raises(xai.ImageError, match="8000x6000 is over the 40,000,000-pixel limit"):
+        images.header_size(png_header_only(8000, 6000))  # a decode would fail as truncated
+    with pytest.raises(xai.ImageError, match="over 40,000,000 pixels"):
+        images.header_size(png_header_only(30000, 30000))
+    with pytest.raises(xai.ImageError, match="file-size limit"):
+        images.header_size(tmp_path / "a.png", max_bytes=len(data) - 1)
+    with pytest.raises(xai.ImageError, match="not found"):
+        images.header_size(tmp_path / "missing.png")
+    with pytest.raises(xai.ImageError, match="not a readable image"):
+        images.header_size(b"%!PS-Adobe-3.0 EPSF-3.0\n")

@@ -65,6 +65,37 @@ def load_image(image: ImageInput) -> Image.Image:
     raise ImageError(f"unsupported image input of type {type(image).__name__}")
 
 
+def header_size(image: str | os.PathLike | bytes, max_bytes: int | None = None,
+                what: str | None = None) -> tuple[int, int]:
+    """(width, height) of an image file or bytes, read from its header only: the byte limit
+    ``max_bytes`` (default :data:`MAX_FILE_BYTES`) and :data:`MAX_PIXELS` are checked before
+    any pixel is decoded, and only :data:`FORMATS` are read. Raises :class:`ImageError`."""
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        what = what or "the given bytes"
+        _check_bytes(len(image), what, max_bytes)
+        source: io.BytesIO | Path = io.BytesIO(bytes(image))
+    else:
+        source = Path(image)
+        what = what or clean_text(source.name) or "image"
+        try:
+            size = source.stat().st_size if source.is_file() else -1
+        except OSError:
+            size = -1
+        if size < 0:
+            raise ImageError(f"image file not found: {clean_text(str(source))}")
+        _check_bytes(size, what, max_bytes)
+    try:
+        with Image.open(source, formats=FORMATS) as img:
+            w, h = img.size
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"{what}: image too large (over {MAX_PIXELS:,} pixels)") from exc
+    except Exception as exc:
+        raise ImageError(f"{what}: not a readable image (supported: "
+                         f"{', '.join(f.lower() for f in FORMATS)})") from exc
+    _check_pixels(w, h, what)
+    return w, h
+
+
 def clean_text(text: object, limit: int = 120) -> str:
     """``text`` on one line (control characters replaced), at most ``limit`` characters."""
     text = "".join(c if c.isprintable() else "?" for c in str(text))
@@ -75,11 +106,13 @@ def _reason(exc: BaseException) -> str:
     return clean_text(str(exc) or type(exc).__name__, 160)
 
 
-def _check_bytes(size: int, what: str) -> None:
+def _check_bytes(size: int, what: str, limit: int | None = None) -> None:
+    limit = MAX_FILE_BYTES if limit is None else limit
     if size == 0:
         raise ImageError(f"{what}: the file is empty")
-    if size > MAX_FILE_BYTES:
-        raise ImageError(f"{what}: over the {MAX_FILE_BYTES // 2**20} MiB file-size limit")
+    if size > limit:
+        shown = f"{limit // 2**20} MiB" if limit % 2**20 == 0 else f"{limit:,}-byte"
+        raise ImageError(f"{what}: {size / 2**20:.1f} MiB is over the {shown} file-size limit")
 
 
 def _check_pixels(w: int, h: int, what: str) -> None:

@@ -1,31 +1,25 @@
 """What the app does besides drawing widgets: the offered models, a bounded model cache, one
-explain run written to disk (overlays, labelled gallery PNG, ZIP with a JSON manifest), top-5
-predictions and the resolved-layer table. No Gradio import here."""
+explain run (written by :mod:`xai_app.storage` within the disk budget), strict parameter
+checks, top-5 predictions and the resolved-layer table. No Gradio import here."""
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
+import math
 import os
 import re
-import shutil
-import tempfile
 import threading
 import time
-import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 import xai
 from xai.cams import get_method
-from xai.cli import write_outputs
 from xai.engine import Explanation, Prediction
 from xai.errors import (
     ImageError,
@@ -40,6 +34,8 @@ from xai.images import FITS, clean_text
 from xai.layers import MODES, LayerInfo
 from xai.models import LoadedModel
 from xai.render import method_title
+
+from .storage import ExplainRun, RunStore, write_run
 
 log = logging.getLogger("xai_app")
 
@@ -60,7 +56,8 @@ TOP1 = "top-1"
 DEFAULT_TOP_K = 1
 MAX_TOP_K = 5
 LAYER_HEADERS = ["depth", "module", "kind", "position", "feature map (C×H×W)", "layout", "note"]
-_CLASS_SUFFIX = re.compile(r"\(class (\d+)\)\s*$")
+MAX_TARGET_CHARS = 200  # far beyond any class label
+_CLASS_SUFFIX = re.compile(r"\(class (\d{1,9})\)\s*$")
 _clip = functools.partial(clean_text, limit=80)  # user text quoted in a message
 
 
@@ -97,10 +94,15 @@ def check_fit(fit: object) -> str:
 
 
 def check_methods(methods: Sequence[str] | str | None) -> list[str]:
-    """Canonical method names; :class:`MethodError` for an unknown one or none at all."""
+    """Canonical method names from a list (or a comma-separated string); :class:`MethodError`
+    for an unknown one, none at all, or anything but a list of names."""
     if isinstance(methods, str):
         methods = methods.split(",")
-    names = list(dict.fromkeys(get_method(m).name for m in (methods or []) if str(m).strip()))
+    if methods is not None and (not isinstance(methods, (list, tuple))
+                                or not all(isinstance(m, str) for m in methods)):
+        raise MethodError(f"methods must be a list of method names such as ['gradcam', "
+                          f"'eigencam'], not {shown(methods)}")
+    names = list(dict.fromkeys(get_method(m).name for m in (methods or []) if m.strip()))
     if not names:
         raise MethodError("choose at least one method (Grad-CAM, Grad-CAM++, Eigen-CAM, "
                           "XGrad-CAM)")
@@ -115,24 +117,54 @@ def check_request(name: object, image, mode: object, methods: object,
     return check_model(name), check_mode(mode), check_fit(fit), check_methods(methods)
 
 
+def whole_number(value: object, name: str, lo: int, hi: int) -> int:
+    """``value`` as an int in lo..hi: an int or an integral float (never a bool, a string, NaN
+    or infinity); :class:`ValueError` naming ``name`` otherwise."""
+    if isinstance(value, (bool, np.bool_)):
+        ok = False
+    elif isinstance(value, (int, np.integer)):
+        ok = True
+    else:
+        ok = isinstance(value, (float, np.floating)) and math.isfinite(value) and float(
+            value).is_integer()
+    if not ok or not lo <= value <= hi:
+        raise ValueError(f"{name} must be a whole number from {lo} to {hi}, not {shown(value)}")
+    return int(value)
+
+
+def shown(value: object) -> str:
+    """``value`` quoted in a message: its repr on one line, at most 80 characters."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**80:
+        return f"a {int(value.bit_length() * 0.30103) + 1}-digit number"
+    return _clip(repr(value))
+
+
+def check_flag(value: object, name: str) -> bool:
+    """``value`` if it is a boolean (true or false); :class:`ValueError` naming ``name``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be true or false, not {shown(value)}")
+    return bool(value)
+
+
 def parse_targets(target: object, top_k: object) -> tuple[str | int | None, int | None]:
     """(targets, top_k) for :func:`xai.explain`: top_k > 1 wins; "top-1" or "" is the default.
 
-    ``target`` is "top-1", a class index, a label or "label (class N)".
+    ``target`` is "top-1", a class index, a label or "label (class N)"; ``top_k`` a whole
+    number from 1 to :data:`MAX_TOP_K` (None: 1).
     """
-    if top_k is None or top_k == "":
-        k = DEFAULT_TOP_K
-    else:
-        try:
-            k = int(float(top_k))
-        except (TypeError, ValueError):
-            raise TargetError(f"top-k must be a whole number, not {_clip(top_k)!r}") from None
-        if k != float(top_k) or not 1 <= k <= MAX_TOP_K:
-            raise TargetError(f"top-k must be a whole number from 1 to {MAX_TOP_K}, "
-                              f"not {_clip(top_k)}")
+    try:
+        k = DEFAULT_TOP_K if top_k is None else whole_number(top_k, "top_k", 1, MAX_TOP_K)
+    except ValueError as exc:
+        raise TargetError(str(exc)) from None
     if k > 1:
         return None, k
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (str, int))):
+        raise TargetError(f"target must be 'top-1', a class index or a label, not "
+                          f"{shown(target)}")
     text = "" if target is None else str(target).strip()
+    if len(text) > MAX_TARGET_CHARS:
+        raise TargetError(f"target is {len(text):,} characters long; a class label or index "
+                          f"has at most {MAX_TARGET_CHARS}")
     if text.lower() in ("", TOP1, "top1", "auto"):
         return None, None
     match = _CLASS_SUFFIX.search(text)
@@ -292,34 +324,7 @@ def layer_rows(layers: dict[str, LayerInfo]) -> list[list[str]]:
             for depth, info in layers.items()]
 
 
-# --- one explain run, written to disk ---------------------------------------------------
-
-OUTPUT_ROOT = Path(os.environ.get("XAI_APP_OUTPUT") or
-                   Path(tempfile.gettempdir()) / "xai-app")
-OUTPUT_MAX_AGE_S = 3600
-OUTPUT_MAX_RUNS = 200  # about 1 GB of PNGs at most
-
-
-def new_output_dir(root: Path | None = None, max_age_s: float = OUTPUT_MAX_AGE_S,
-                   max_runs: int = OUTPUT_MAX_RUNS) -> Path:
-    """A fresh folder under ``root``; folders older than ``max_age_s``, and the oldest beyond
-    ``max_runs``, are removed first."""
-    root = Path(root or OUTPUT_ROOT)
-    root.mkdir(parents=True, exist_ok=True)
-    cutoff = time.time() - max_age_s
-    runs = []
-    for old in root.iterdir():
-        try:
-            if old.is_dir():
-                runs.append((old.stat().st_mtime, old))
-        except OSError:
-            pass
-    runs.sort()
-    for i, (mtime, old) in enumerate(runs):
-        if mtime < cutoff or i < len(runs) - (max_runs - 1):
-            shutil.rmtree(old, ignore_errors=True)
-    return Path(tempfile.mkdtemp(prefix="run-", dir=root))
-
+# --- one explain run -------------------------------------------------------------------
 
 def image_stem(image: object) -> str:
     """A file-name stem for outputs: the uploaded file's name, slugged."""
@@ -329,59 +334,33 @@ def image_stem(image: object) -> str:
     return "image"
 
 
-@dataclass
-class ExplainRun:
-    """One explained image and its files: gallery items, labelled sheet, ZIP, manifest."""
-
-    result: Explanation
-    gallery: list[tuple[str, str]]  # (overlay PNG path, caption), rows = depths per target
-    sheet: Path  # the whole labelled gallery (xai.render.gallery) as PNG
-    zip: Path  # overlays + sheet + manifest.json
-    manifest: dict[str, Any]
-
-
-def write_run(result: Explanation, out_dir: Path, stem: str,
-              settings: dict[str, Any] | None = None) -> ExplainRun:
-    """Save overlays, the labelled gallery and manifest.json; pack them in a ZIP."""
-    entry = write_outputs(result, out_dir, stem)
-    manifest = dict(entry, app=dict(settings or {}, xai_version=xai.__version__))
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    multi = len(result.targets) > 1
-    labels = {t.index: t.label for t in result.targets}
-    items = []
-    for o in entry["files"]["overlays"]:
-        caption = f"{labels[o['target']]} · {o['caption']}" if multi else o["caption"]
-        items.append((str(out_dir / o["file"]), caption))
-    archive = out_dir / f"{stem}_xai.zip"
-    names = [o["file"] for o in entry["files"]["overlays"]] + [entry["files"]["gallery"]]
-    with zipfile.ZipFile(archive, "w") as zf:
-        for name in names:  # PNGs are compressed already
-            zf.write(out_dir / name, name, compress_type=zipfile.ZIP_STORED)
-        zf.write(out_dir / "manifest.json", "manifest.json", compress_type=zipfile.ZIP_DEFLATED)
-    return ExplainRun(result, items, out_dir / entry["files"]["gallery"], archive, manifest)
-
-
 def explain(name: str, image: xai.images.ImageInput, *, mode: str = "stages",
             methods: Sequence[str] | str = xai.DEFAULT_METHODS, target: object = TOP1,
             top_k: object = DEFAULT_TOP_K, guided: bool = False, fit: str = "crop",
-            out_dir: Path | None = None,
+            store: RunStore | None = None, finish: bool = True,
             on_step: Callable[[float, str], None] | None = None) -> ExplainRun:
-    """Validate every input, load the model (cached), explain, write the files.
+    """Validate every input, load the model (cached), explain, write the files (within the
+    disk budget of ``store``, default :data:`xai_app.storage.STORE`). ``finish=False`` writes
+    only the gallery previews: call ``run.finish()`` for the labelled sheet and the ZIP.
 
     ``on_step(fraction, text)`` reports progress. Raises :class:`xai.XaiError` on bad input.
     """
     step = on_step or (lambda fraction, text: None)
     name, mode, fit, method_names = check_request(name, image, mode, methods, fit)
     targets, k = parse_targets(target, top_k)
+    try:
+        guided = check_flag(guided, "guided")
+    except ValueError as exc:
+        raise MethodError(str(exc)) from None
     if name not in CACHE:
         step(0.05, f"loading {name} (first use)")
     model = CACHE.get(name)
     step(0.3, f"computing {len(method_names)} methods × 3 layers on {model.device}")
-    result = compute(name, image, method_names, mode, targets, k, bool(guided), fit)
+    result = compute(name, image, method_names, mode, targets, k, guided, fit)
     step(0.7, "rendering the gallery")
     settings = {"model": name, "mode": mode, "methods": method_names, "target": target,
-                "top_k": k or 1, "guided": bool(guided), "fit": fit}
-    run = write_run(result, out_dir or new_output_dir(), image_stem(image), settings)
+                "top_k": k or 1, "guided": guided, "fit": fit}
+    run = write_run(result, image_stem(image), settings, store, finish)
     step(1.0, "done")
     return run
 
@@ -389,7 +368,7 @@ def explain(name: str, image: xai.images.ImageInput, *, mode: str = "stages",
 __all__ = [
     "CACHE", "DEFAULT_TOP_K", "DEPTHS", "ExplainRun", "FITS", "LAYER_HEADERS", "MAX_TOP_K",
     "METHOD_CHOICES", "MODEL_TITLES", "MODES", "ModelCache", "OFFERED_MODELS", "TOP1",
-    "XaiError", "check_fit", "check_methods", "check_mode", "check_model", "check_request",
-    "explain", "image_stem", "label_scores", "layer_rows", "model_labels", "new_output_dir",
-    "offered_models", "parse_targets", "predict", "resolved_layers", "write_run",
+    "XaiError", "check_fit", "check_flag", "check_methods", "check_mode", "check_model",
+    "check_request", "explain", "image_stem", "label_scores", "layer_rows", "model_labels",
+    "offered_models", "parse_targets", "predict", "resolved_layers", "whole_number",
 ]

@@ -3,7 +3,8 @@
 Named API endpoints (``gradio_client``: ``client.predict(..., api_name="/explain")``):
 
 * ``explain(image, model, mode, methods, target, top_k, guided, fit)`` -> gallery items
-  (image + caption), top-5 predictions, layer table, manifest, labelled gallery PNG, ZIP
+  (JPEG + caption), top-5 predictions, layer table, manifest, labelled gallery JPEG, ZIP (maps
+  as greyscale PNG, the explained image, manifest)
 * ``predict(image, model)`` -> top-5 predictions
 * ``layers(model, mode)`` -> the resolved first/middle/last layers (table)
 * ``models()`` -> the offered model names
@@ -11,11 +12,13 @@ Named API endpoints (``gradio_client``: ``client.predict(..., api_name="/explain
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
+import inspect
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +28,8 @@ import gradio as gr
 import xai
 from xai.errors import XaiError
 
-from . import insights, service
+from . import gate, insights, service, storage
+from .blocks import GatedBlocks
 from .service import (
     DEFAULT_TOP_K,
     LAYER_HEADERS,
@@ -39,7 +43,7 @@ log = logging.getLogger("xai_app")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES_DIR = ROOT / "examples"
-MAX_FILE_SIZE = "10mb"
+MAX_FILE_SIZE = gate.MAX_IMAGE_BYTES  # uploads; data: URLs and URLs get the same limit
 QUEUE_SIZE = 32
 TITLE = "xai · where does the classifier look?"
 
@@ -83,26 +87,40 @@ def _concurrency() -> int:
         return 1
 
 
+@contextlib.contextmanager
+def _as_user_error(action: str) -> Iterator[None]:
+    try:
+        yield
+    except gr.Error:
+        raise
+    except XaiError as exc:
+        log.info("%s refused: %s", action, exc)
+        # Gradio renders an error message as HTML: user text in it must stay text
+        raise gr.Error(html.escape(str(exc), quote=False), title=f"Cannot {action}",
+                       print_exception=False) from None
+    except Exception:
+        log.exception("unexpected error in %s", action)
+        raise gr.Error(f"Something went wrong while trying to {action}; the error was "
+                       "logged. Try another image or model.",
+                       title="Internal error", print_exception=False) from None
+
+
 def user_errors(action: str) -> Callable[[Callable], Callable]:
-    """Turn :class:`xai.XaiError` into one clear ``gr.Error``; log anything unexpected."""
+    """Turn :class:`xai.XaiError` into one clear ``gr.Error``; log anything unexpected (also
+    while a generator endpoint runs)."""
 
     def decorate(fn: Callable) -> Callable:
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def steps(*args: Any, **kwargs: Any) -> Any:
+                with _as_user_error(action):
+                    yield from fn(*args, **kwargs)
+            return steps
+
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
+            with _as_user_error(action):
                 return fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except XaiError as exc:
-                log.info("%s refused: %s", action, exc)
-                # Gradio renders an error message as HTML: user text in it must stay text
-                raise gr.Error(html.escape(str(exc), quote=False), title=f"Cannot {action}",
-                               print_exception=False) from None
-            except Exception:
-                log.exception("unexpected error in %s", action)
-                raise gr.Error(f"Something went wrong while trying to {action}; the error was "
-                               "logged. Try another image or model.",
-                               title="Internal error", print_exception=False) from None
         return wrapper
     return decorate
 
@@ -134,20 +152,25 @@ def _clear_image_errors(image: gr.Image) -> gr.Image:
 @user_errors("explain the image")
 def explain(image: str | None, model: str, mode: str, methods: list[str], target: str,
             top_k: float | None, guided: bool, fit: str, progress: gr.Progress = gr.Progress()
-            ) -> tuple[Any, dict[str, float], list[list[str]], dict, str, str]:
+            ) -> Iterator[tuple[Any, dict[str, float], list[list[str]], dict, Any, Any]]:
     """Explain one image: 4 methods x first/middle/last layer (12 panels per target).
 
     target: "top-1", a class index or label; top_k > 1 explains the k most probable classes
     (target then ignored). mode: "stages" or "convs". fit: "crop" or "full". Returns gallery
-    items (image, caption), top-5 predictions, layer table, manifest, labelled PNG, ZIP.
+    items (image, caption), top-5 predictions, layer table, manifest, labelled sheet, ZIP:
+    the gallery first (the two files None), then everything once the files are written.
     """
     run = service.explain(model, image, mode=mode, methods=methods, target=target,
-                          top_k=top_k, guided=guided, fit=fit,
+                          top_k=top_k, guided=guided, fit=fit, finish=False,
                           on_step=lambda f, text: progress(f, desc=text))
-    rows = service.layer_rows(run.result.layers)
-    scores = service.label_scores(run.result.predictions, run.result.labels)
-    return (run.gallery, scores, rows, run.manifest,
-            str(run.sheet), str(run.zip))
+    try:
+        rows = service.layer_rows(run.result.layers)
+        scores = service.label_scores(run.result.predictions, run.result.labels)
+        yield run.gallery, scores, rows, run.manifest, None, None
+        run.finish()
+        yield run.gallery, scores, rows, run.manifest, str(run.sheet), str(run.zip)
+    finally:
+        run.close()  # a client that left before the files: the budget may take the folder
 
 
 @user_errors("predict")
@@ -231,8 +254,10 @@ def embeddings(image: str | None, model: str, mode: str, methods: list[str], tar
     progress(0.1, desc="explaining, scoring every panel (batched)")
     run = insights.insights(model, image, mode=mode, methods=methods, target=target, fit=fit,
                             n_steps=steps, sanity=sanity)
-    return (run.figure, run.grids, insights.faithfulness_rows(run.faithfulness),
-            insights.sanity_markdown(run.sanity))
+    figure, *grids = storage.save_pictures([run.figure] + [grid for grid, _ in run.grids])
+    return (str(figure), [(str(path), caption) for path, (_, caption) in zip(
+        grids, run.grids, strict=True)], insights.faithfulness_rows(run.faithfulness),
+        insights.sanity_markdown(run.sanity))
 
 
 def embeddings_tab(inputs: Inputs) -> None:
@@ -245,7 +270,7 @@ def embeddings_tab(inputs: Inputs) -> None:
                               step=1, label="Deletion/insertion steps", min_width=200)
             sanity = gr.Checkbox(value=True, label="Sanity check", min_width=120)
             go = gr.Button("Compute", variant="secondary", elem_id="xai-embeddings-run")
-        figure = gr.Image(label="Embedding maps (PC1-3 as RGB)", type="pil", format="png",
+        figure = gr.Image(label="Embedding maps (PC1-3 as RGB)", type="filepath", format="png",
                           interactive=False, elem_id="xai-embedding-maps")
         channels = gr.Gallery(label="Most active channels per layer", columns=3, format="png",
                               object_fit="contain", height="auto", interactive=False)
@@ -284,8 +309,11 @@ def build_demo() -> gr.Blocks:
     """The app's Blocks, queued; launch it with :func:`launch`."""
     offered = service.offered_models()
     limit = _concurrency()
-    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600),
-                   fill_width=True) as demo:
+    # run folders are served where they are: Gradio copies none of them into its cache
+    gr.set_static_paths([storage.STORE.root])
+    with GatedBlocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600),
+                     fill_width=True) as demo:
+        storage.STORE.uploads = demo.upload_file_set  # uploads count against the budget
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=320):
@@ -323,13 +351,13 @@ def build_demo() -> gr.Blocks:
                     with gr.Tab("Gallery", id="gallery"):
                         gallery = gr.Gallery(label="Rows: first / middle / last layer · "
                                                    "columns: methods",
-                                             columns=len(METHOD_CHOICES), format="png",
+                                             columns=len(METHOD_CHOICES), format="jpeg",
                                              object_fit="contain", height="auto",
                                              elem_id="xai-gallery", interactive=False,
                                              buttons=["download", "fullscreen"])
                     with gr.Tab("Labelled sheet", id="sheet"):
-                        sheet = gr.Image(label="The whole gallery as one labelled PNG",
-                                         show_label=False, type="filepath", format="png",
+                        sheet = gr.Image(label="The whole gallery as one labelled picture",
+                                         show_label=False, type="filepath", format="jpeg",
                                          interactive=False,
                                          buttons=["download", "fullscreen"])
                     with gr.Tab("Layers", id="layers"):
@@ -346,9 +374,9 @@ def build_demo() -> gr.Blocks:
                     predictions = gr.Label(num_top_classes=5, label="Top-5 predictions",
                                            elem_id="xai-predictions", scale=1)
                     with gr.Column(scale=1):
-                        sheet_file = gr.File(label="Download: labelled gallery (PNG)",
+                        sheet_file = gr.File(label="Download: labelled gallery (JPEG)",
                                              elem_id="xai-sheet-file", interactive=False)
-                        zip_file = gr.File(label="Download: overlays + JSON manifest (ZIP)",
+                        zip_file = gr.File(label="Download: maps (PNG) + image + manifest (ZIP)",
                                            elem_id="xai-zip", interactive=False)
         with examples_slot:
             cache, cache_mode = _cache_mode()
@@ -391,4 +419,5 @@ def launch(demo: gr.Blocks, **kwargs: Any) -> Any:
                                    show_error=False, run_history=False,
                                    footer_links=["api", "gradio"], css=CSS)
     options.update(kwargs)
+    storage.STORE.watch()  # the budget also holds between runs (uploads alone)
     return demo.launch(**options)
