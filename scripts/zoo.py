@@ -130,8 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "zoo"))
     ap.add_argument("--fresh", action="store_true", help="ignore earlier results")
     ap.add_argument("--list", action="store_true", help="print the plan and stop")
+    ap.add_argument("--combine", nargs="+", default=[], metavar="JSON",
+                    help="only write the table from these result files (runs split in parts)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.combine:
+        results = {k: v for f in args.combine for k, v in json.loads(Path(f).read_text()).items()}
+        Path(args.out).with_suffix(".md").write_text(markdown(results))
+        return 0
     rows = plan(args.zoo, Path(args.out).with_name("zoo_plan.json"))
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     if only:

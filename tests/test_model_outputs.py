@@ -91,21 +91,32 @@ def test_a_forward_without_logits_is_a_typed_error(cat_path):
         xai.predict(model, cat_path)
 
 
+class _Watched(_Backbone):
+    """Records every device move."""
+
+    moves: list = []
+
+    def to(self, *args, **kwargs):
+        self.moves.append((args, kwargs))
+        return super().to(*args, **kwargs)
+
+    def cuda(self, *args, **kwargs):
+        self.moves.append(("cuda", args))
+        return super().cuda(*args, **kwargs)
+
+
 def test_wrap_model_changes_nothing_global(cat_path):
     before = xai.registered_models()
-    module = _Backbone()
+    module = _Watched()
     module.train()
-    moves: list = []
-    real_to = module.to
-    module.to = lambda *a, **k: moves.append((a, k)) or real_to(*a, **k)  # type: ignore
     model = xai.wrap_model(module, xai.DEFAULT_MODEL, labels=["a", "b", "c"],
                            input_size=(64, 64))
     xai.explain(model, cat_path)
-    assert xai.registered_models() == before and moves == []
+    assert xai.registered_models() == before and _Watched.moves == []
     assert module.training, "train/eval flags come back after the pass"
     assert xai.load_model().module is not module  # the bundled name still means the bundle
     ref = weakref.ref(module)
-    del model, module, real_to
+    del model, module
     gc.collect()
     assert ref() is None, "nothing global keeps a wrapped module alive"
 

@@ -281,8 +281,11 @@ def _mark_gradients(events: list[Event], logits: torch.Tensor) -> None:
              and ev.out.requires_grad and ev.calls == 1]
     if not cands:
         return
-    grads = torch.autograd.grad(logits.float().sum(), [ev.out for ev in cands],
-                                allow_unused=True)
+    try:
+        grads = torch.autograd.grad(logits.float().sum(), [ev.out for ev in cands],
+                                    allow_unused=True)
+    except RuntimeError:  # a model whose graph cannot be differentiated: no gradient test
+        return
     for ev, g in zip(cands, grads):
         if g is not None:
             if ev.grid.fmt == "NLC":

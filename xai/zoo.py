@@ -18,10 +18,9 @@ from .engine import Explanation
 from .layers import trace
 from .models import LoadedModel
 
-# Hugging Face ``transformers`` architectures built from their configs (``hf:NAME``).
-TRANSFORMERS_SET = ("google/vit-base-patch16-224", "facebook/deit-tiny-distilled-patch16-224",
-                    "facebook/convnext-tiny-224", "microsoft/swin-tiny-patch4-window7-224",
-                    "microsoft/resnet-18")
+# Hugging Face ``transformers`` model types, built offline from their default configs
+# (``hf:TYPE``; a repository, ``hf:google/vit-base-patch16-224``, needs the hub).
+TRANSFORMERS_SET = ("vit", "deit", "convnext", "swin", "resnet")
 
 
 def _parameter_count(name: str) -> int | None:
