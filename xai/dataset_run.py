@@ -123,12 +123,12 @@ def _progress(total: int, enabled: bool):
             if close:
                 bar.close()
         return tick
-    last = [0.0]
+    last = [0.0, -1]
 
     def log(n, done, seconds, close=False):
-        if not enabled or (seconds - last[0] < 10 and not close):
+        if not enabled or (seconds - last[0] < 10 and not close) or done == last[1]:
             return
-        last[0] = seconds
+        last[0], last[1] = seconds, done
         rate = done / seconds if seconds else 0.0
         eta = (total - done) / rate if rate else float("inf")
         print(f"explaining: {done}/{total} images, {rate:.2f} img/s, ETA {eta:.0f} s",

@@ -59,8 +59,10 @@ def _connect(address: str | None) -> dict:
     the cluster's resources."""
     ray = _ray()
     if not ray.is_initialized():
+        # on a cluster, ship this xai package to the workers (they need not have it installed)
+        env = {"py_modules": [str(Path(__file__).resolve().parent)]} if address else None
         ray.init(address=address, ignore_reinit_error=True, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+                 log_to_driver=False, configure_logging=False, runtime_env=env)
     return ray.cluster_resources()
 
 
