@@ -136,3 +136,19 @@ def test_cli_folder_to_report(dataset, tmp_path):
                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
                          timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin"})
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no such file" in bad.stderr
+
+
+def test_faithfulness_columns_when_asked(dataset, bundled, tmp_path, one_torch_thread):
+    root, _ = dataset
+    out = tmp_path / "out"
+    samples = read_samples([str(root / "img001.png")])
+    run_local(samples, RunOptions(out=str(out), overlays=False, methods=("gradcam", "eigencam"),
+                                  depths=("last",), faithfulness=True, steps=4),
+              model=bundled, workers=0)
+    (row,) = read_manifest(out).to_pylist()
+    for m in ("gradcam", "eigencam"):
+        assert 0 <= row[f"{m}|last|deletion"] <= 1 and 0 <= row[f"{m}|last|insertion"] <= 1
+    assert row["gradcam|last|deletion"] != row["eigencam|last|deletion"]
+    summary = json.loads((write_report(out).parent / "report.json").read_text())
+    assert summary["panels"][0]["insertion"]["mean"] == pytest.approx(
+        row["gradcam|last|insertion"], abs=1e-6)
