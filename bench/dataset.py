@@ -89,6 +89,33 @@ def gradcam_loop_rate(model, samples) -> float:
     return len(samples) / (time.perf_counter() - t)
 
 
+def components(model, samples, batch_size: int) -> dict:
+    """Per image, in ms: decoding + preprocessing, the batched pass (forward, backward, maps)
+    and everything else the pipeline adds (maps at image size, peaks, energy, pointing)."""
+    from xai.batch import BatchExplainer, RunOptions
+    from xai.decoding import decode, model_config
+    from xai.engine import run_pass
+
+    batch = samples[:batch_size]
+    t = time.perf_counter()
+    decoded = [decode(s.to_dict(), model_config(model), "full", False) for s in batch]
+    t_decode = time.perf_counter() - t
+    ex = BatchExplainer(model, RunOptions(overlays=False))
+    ex.rows(decoded)  # warm-up
+    x = torch.stack([d["tensor"] for d in decoded])
+    t = time.perf_counter()
+    with torch.inference_mode(False):
+        run_pass(model, x, list(ex.layers.values()), ex.methods,
+                     lambda logits: [logits.argmax(1).tolist()], False)
+    t_pass = time.perf_counter() - t
+    t = time.perf_counter()
+    ex.rows(decoded)
+    t_rows = time.perf_counter() - t
+    n = len(batch)
+    return {"decode_ms": 1e3 * t_decode / n, "pass_ms": 1e3 * t_pass / n,
+            "stats_ms": 1e3 * max(0.0, t_rows - t_pass) / n}
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description="dataset throughput: local vs Ray vs loops")
     ap.add_argument("--n", type=int, default=64, help="images per pipeline run")
@@ -119,12 +146,13 @@ def main(argv: list[str] | None = None) -> dict:
                 gradcam_loop_rate(model, samples[:args.n_reference]))
         print({k: [round(v, 3) for v in vs] for k, vs in rates.items()}, flush=True)
     ray.shutdown()
+    parts = components(model, samples, args.batch_size)
     med = {k: statistics.median(v) for k, v in rates.items() if v}
     result = {"images": args.n, "explain_loop_images": loop_n,
               "reference_images": args.n_reference, "batch_size": args.batch_size,
               "workers": args.workers, "rounds": args.rounds, "images_per_s": med,
               "runs": rates, "ray_init_s": round(ray_init, 2),
-              "ray_overhead": med["local"] / med["ray"] - 1,
+              "ray_overhead": med["local"] / med["ray"] - 1, "components_ms": parts,
               "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
               "load_average": [load_before, load_average()],
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

@@ -8,14 +8,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .cams import DEFAULT_METHODS, get_method
 from .datasets import Sample
 from .engine import DEFAULT_DEPTHS, Explanation, Prediction, resize_map, run_pass
-from .images import load_image, prepare
 from .layers import resolve_layer
 from .models import LoadedModel
 from .pointing import (
@@ -66,30 +64,6 @@ class RunOptions:
             if d.get(k) is not None:
                 d[k] = tuple(d[k])
         return cls(**d)
-
-
-def decode(sample: dict, model_cfg: dict, fit: str, keep_region: bool) -> dict:
-    """Read and preprocess one image (in a worker): the tensor, its region and sizes, or the
-    one-line error that puts the image in the manifest as skipped."""
-    try:
-        img = load_image(sample["path"])
-        prep = prepare(img, tuple(model_cfg["input_size"]), model_cfg["mean"],
-                       model_cfg["std"], model_cfg["interpolation"], model_cfg["crop_pct"], fit)
-    except Exception as exc:  # any unreadable file is logged, never fatal
-        return {"sample": sample, "error": f"{type(exc).__name__}: {exc}"[:300]}
-    region = None
-    if keep_region:
-        pic = prep.region.copy()
-        pic.thumbnail((512, 512))
-        region = np.asarray(pic.convert("RGB"))
-    return {"sample": sample, "tensor": prep.tensor[0], "box": list(prep.box), "region": region,
-            "size": list(img.size)}
-
-
-def model_config(model: LoadedModel) -> dict:
-    return {"input_size": list(model.input_size), "mean": list(model.mean),
-            "std": list(model.std), "interpolation": model.interpolation,
-            "crop_pct": model.crop_pct}
 
 
 class BatchExplainer:

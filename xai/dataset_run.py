@@ -12,8 +12,9 @@ from pathlib import Path
 
 import torch
 
-from .batch import BatchExplainer, RunOptions, decode, method_names, model_config
+from .batch import BatchExplainer, RunOptions, method_names
 from .datasets import Sample
+from .decoding import decode, model_config
 from .manifest import MANIFEST_DIR, ManifestWriter, check_run, done_ids, schema
 from .models import LoadedModel, load_model
 

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .batch import BatchExplainer, RunOptions, decode, method_names, model_config
+from .batch import BatchExplainer, RunOptions, method_names
 from .dataset_run import CPU_BATCH, GPU_BATCH, RunReport, pending
 from .datasets import DatasetError, Sample
+from .decoding import decode, model_config
 from .manifest import MANIFEST_DIR, ManifestWriter, schema, to_table
 
 

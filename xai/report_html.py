@@ -130,6 +130,11 @@ def _fmt(s: dict | None, pct: bool = True) -> str:
 
 
 def _table(panels: list[dict]) -> str:
+    keys = ("pointing", "energy", "deletion", "insertion")
+    if not any((p.get(k) or {}).get("mean") is not None for p in panels for k in keys):
+        return ("<p class='none'>No boxes or masks were given and no faithfulness was asked "
+                "for: pointing, energy and deletion/insertion need annotations or "
+                "<code>--faithfulness</code>.</p>")
     head = ("<tr><th>method</th><th>depth</th><th>pointing % (TorchRay, all)</th>"
             "<th>pointing % (difficult)</th><th>energy %</th><th>deletion ↓</th>"
             "<th>insertion ↑</th></tr>")
