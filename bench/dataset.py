@@ -54,14 +54,15 @@ def local_rate(model, samples, work: Path, batch_size: int, workers: int) -> flo
     return len(samples) / (time.perf_counter() - t)
 
 
-def ray_rate(samples, work: Path, batch_size: int) -> float:
+def ray_rate(samples, work: Path, batch_size: int, threads: int) -> float:
     from xai.batch import RunOptions
     from xai.ray_pipeline import run_ray
 
     out = work / "ray"
     shutil.rmtree(out, ignore_errors=True)
     t = time.perf_counter()
-    run_ray(samples, RunOptions(out=str(out), overlays=False), batch_size=batch_size)
+    run_ray(samples, RunOptions(out=str(out), overlays=False), batch_size=batch_size,
+            threads=threads)
     return len(samples) / (time.perf_counter() - t)
 
 
@@ -89,31 +90,45 @@ def gradcam_loop_rate(model, samples) -> float:
     return len(samples) / (time.perf_counter() - t)
 
 
-def components(model, samples, batch_size: int) -> dict:
-    """Per image, in ms: decoding + preprocessing, the batched pass (forward, backward, maps)
-    and everything else the pipeline adds (maps at image size, peaks, energy, pointing)."""
+def components(model, work: Path, batch_size: int) -> dict:
+    """CPU milliseconds per image on one thread (process time, so other load on the machine
+    barely shifts them), on ImageNet-sized JPEGs (500x375): decoding + preprocessing, the
+    batched pass (forward, backward, maps) and the statistics the pipeline adds."""
+    from PIL import Image
+
     from xai.batch import BatchExplainer, RunOptions
+    from xai.datasets import read_samples
     from xai.decoding import decode, model_config
     from xai.engine import run_pass
 
-    batch = samples[:batch_size]
-    t = time.perf_counter()
-    decoded = [decode(s.to_dict(), model_config(model), "full", False) for s in batch]
-    t_decode = time.perf_counter() - t
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    folder = work / "jpeg"
+    folder.mkdir(exist_ok=True)
+    src = Image.open(ROOT / "examples" / "cat_and_coffee.png").convert("RGB").resize((500, 375))
+    for i in range(batch_size):
+        src.rotate(i * 3).save(folder / f"{i}.jpg", quality=90)
+    samples = read_samples([str(folder)])
+    t = time.process_time()
+    decoded = [decode(s.to_dict(), model_config(model), "full", False) for s in samples]
+    t_decode = time.process_time() - t
     ex = BatchExplainer(model, RunOptions(overlays=False))
     ex.rows(decoded)  # warm-up
     x = torch.stack([d["tensor"] for d in decoded])
-    t = time.perf_counter()
-    with torch.inference_mode(False):
-        run_pass(model, x, list(ex.layers.values()), ex.methods,
+    passes, rows = [], []
+    for _ in range(3):  # interleaved; medians
+        t = time.process_time()
+        with torch.inference_mode(False):
+            run_pass(model, x, list(ex.layers.values()), ex.methods,
                      lambda logits: [logits.argmax(1).tolist()], False)
-    t_pass = time.perf_counter() - t
-    t = time.perf_counter()
-    ex.rows(decoded)
-    t_rows = time.perf_counter() - t
-    n = len(batch)
+        passes.append(time.process_time() - t)
+        t = time.process_time()
+        ex.rows(decoded)
+        rows.append(time.process_time() - t)
+    torch.set_num_threads(threads)
+    n, t_pass, t_rows = len(samples), statistics.median(passes), statistics.median(rows)
     return {"decode_ms": 1e3 * t_decode / n, "pass_ms": 1e3 * t_pass / n,
-            "stats_ms": 1e3 * max(0.0, t_rows - t_pass) / n}
+            "stats_ms": 1e3 * max(0.0, t_rows - t_pass) / n, "image": "500x375 JPEG"}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -123,8 +138,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                    help="torch threads, the same for every path (Ray: per actor)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     import ray
 
     work = Path(tempfile.mkdtemp(prefix="xai-bench-dataset-"))
@@ -139,14 +157,14 @@ def main(argv: list[str] | None = None) -> dict:
     loop_n = min(len(samples), max(8, args.n // 4))
     for r in range(args.rounds):
         rates["local"].append(local_rate(model, samples, work, args.batch_size, args.workers))
-        rates["ray"].append(ray_rate(samples, work, args.batch_size))
+        rates["ray"].append(ray_rate(samples, work, args.batch_size, args.threads))
         rates["explain loop"].append(loop_rate(model, samples[:loop_n]))
         if r == 0:
             rates["pytorch-grad-cam loop"].append(
                 gradcam_loop_rate(model, samples[:args.n_reference]))
         print({k: [round(v, 3) for v in vs] for k, vs in rates.items()}, flush=True)
     ray.shutdown()
-    parts = components(model, samples, args.batch_size)
+    parts = components(model, work, args.batch_size)
     med = {k: statistics.median(v) for k, v in rates.items() if v}
     result = {"images": args.n, "explain_loop_images": loop_n,
               "reference_images": args.n_reference, "batch_size": args.batch_size,

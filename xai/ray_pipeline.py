@@ -69,9 +69,10 @@ def _connect(address: str | None) -> dict:
 
 def run_ray(samples: Sequence[Sample], opts: RunOptions, *, address: str | None = None,
             batch_size: int | None = None, actors: int | None = None,
-            chunk: int = 64) -> RunReport:
+            chunk: int = 64, threads: int | None = None) -> RunReport:
     """Explain every sample not yet in ``opts.out``'s manifest on Ray; rows stream back to the
-    driver, which writes them in parts of ``chunk`` images as the local path does."""
+    driver, which writes them in parts of ``chunk`` images as the local path does.
+    ``threads``: torch threads per actor (default: the cluster's CPUs / actors)."""
     ray = _ray()
     out = Path(opts.out)
     todo, done = pending(samples, out, opts)
@@ -87,7 +88,7 @@ def run_ray(samples: Sequence[Sample], opts: RunOptions, *, address: str | None 
                              override_num_blocks=max(1, min(len(todo) // bs, 200)))
     ds = ds.map_batches(ExplainActor, batch_size=bs, batch_format="numpy", concurrency=actors,
                         fn_constructor_kwargs={"opts": opts.to_dict(),
-                                               "threads": max(1, round(cpus / actors))},
+                                               "threads": threads or max(1, round(cpus / actors))},
                         num_cpus=0 if gpus else per_actor, num_gpus=1 if gpus else 0)
     writer = ManifestWriter(out / MANIFEST_DIR, schema(method_names(opts.methods), opts.depths,
                                                        opts.faithfulness))
