@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     load_before = load_average()
     rates: dict[str, list[float]] = {"local": [], "ray": [], "explain loop": [],
                                      "pytorch-grad-cam loop": []}
-    loop_n = min(len(samples), max(8, args.n // 4))
+    loop_n = len(samples)
     for r in range(args.rounds):
         rates["local"].append(local_rate(model, samples, work, args.batch_size, args.workers))
         rates["ray"].append(ray_rate(samples, work, args.batch_size, args.threads))
