@@ -152,3 +152,16 @@ def test_faithfulness_columns_when_asked(dataset, bundled, tmp_path, one_torch_t
     summary = json.loads((write_report(out).parent / "report.json").read_text())
     assert summary["panels"][0]["insertion"]["mean"] == pytest.approx(
         row["gradcam|last|insertion"], abs=1e-6)
+
+
+def test_label_map_and_fixed_targets_choose_the_class(bundled):
+    from xai.batch import BatchExplainer
+    from xai.datasets import Box, Sample
+
+    s = Sample("a", "a.png", ("cat", "mug"), (Box(0, 0, 5, 5, "cat"), Box(5, 5, 9, 9, "mug")))
+    ex = BatchExplainer(bundled, RunOptions(label_map={"cat": "tabby", "mug": "504"}))
+    assert ex.targets_for(s) == [(281, "cat", "annotation"), (504, "mug", "annotation")]
+    plain = BatchExplainer(bundled, RunOptions(top_k=2))
+    assert plain.targets_for(s) == [(None, None, "top-k")] * 2  # no class named cat: top-2
+    given = BatchExplainer(bundled, RunOptions(targets=("tabby",), label_map={"cat": "281"}))
+    assert given.targets_for(s) == [(281, "cat", "given")]

@@ -105,7 +105,7 @@ class BatchExplainer:
                 return out + [error_row(good[0]["sample"], f"{type(exc).__name__}: {exc}")]
             return out + [r for d in good for r in self.rows([d])]
 
-    def _targets(self, sample: Sample) -> list[tuple[int | None, str | None, str]]:
+    def targets_for(self, sample: Sample) -> list[tuple[int | None, str | None, str]]:
         """(class or None for the r-th prediction, annotation label for the mask, source)."""
         if self.opts.targets:
             idx = [_class_of(t, self.lower) for t in self.opts.targets]
@@ -125,7 +125,7 @@ class BatchExplainer:
     def _explain(self, good: list[dict]) -> list[dict]:
         t0 = time.perf_counter()
         samples = [Sample.from_dict(d["sample"]) for d in good]
-        wanted = [self._targets(s) for s in samples]
+        wanted = [self.targets_for(s) for s in samples]
         x = torch.stack([d["tensor"] for d in good]).to(self.model.device)
         with self.model.lock, torch.inference_mode(False):
             run = run_pass(self.model, x, list(self.layers.values()), self.methods,

@@ -41,7 +41,7 @@ def explain_dataset(args: argparse.Namespace) -> int:
         from .ray_pipeline import run_ray
 
         done = run_ray(samples, opts, address=None if args.ray == "local" else args.ray,
-                       batch_size=args.batch_size, actors=args.actors)
+                       batch_size=args.batch_size, actors=args.actors, chunk=args.chunk)
     else:
         from .dataset_run import run_local
 
