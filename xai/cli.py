@@ -20,7 +20,9 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Where does an image classifier look?")
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("explain", help="write a CAM gallery, overlays and a JSON manifest")
-    e.add_argument("images", nargs="+", metavar="IMAGE")
+    e.add_argument("images", nargs="+", metavar="INPUT",
+                   help="image files; or a dataset: a folder, a glob, a CSV/JSONL list, VOC XML "
+                        "(or a VOC folder with Annotations/) or a COCO JSON")
     e.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
     e.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
     e.add_argument("--depths", nargs="+", default=list(DEFAULT_DEPTHS),
@@ -29,8 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--target", nargs="+", default=None, help="class indices or labels")
     e.add_argument("--top-k", type=int, default=None, help="explain the k most probable classes")
     e.add_argument("--guided", action="store_true", help="add Guided Grad-CAM")
-    e.add_argument("--fit", choices=("crop", "full"), default="crop",
-                   help="crop: the model's centre crop; full: the whole image")
+    e.add_argument("--fit", choices=("crop", "full"), default=None,
+                   help="crop: the model's centre crop (default for image files); full: the "
+                        "whole image (default for datasets: boxes anywhere can be hit)")
     e.add_argument("--alpha", type=float, default=0.5, help="heat-map weight in overlays")
     e.add_argument("--random-weights", action="store_true", help="pretrained=False (timing)")
     e.add_argument("--faithfulness", action="store_true",
@@ -43,11 +46,33 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--embeddings", action="store_true",
                    help="embedding maps, top channels per layer, and (2+ images) a 2-D plot")
     e.add_argument("--out", required=True, type=Path, help="output folder")
+    _dataset_arguments(e)
+    rp = sub.add_parser("report", help="(re)write the HTML/JSON report of a dataset run")
+    rp.add_argument("out", type=Path, help="the --out folder of a dataset run")
     ly = sub.add_parser("layers", help="print the resolved layers and the conv count")
     ly.add_argument("model", nargs="?", default=DEFAULT_MODEL)
     ly.add_argument("--all", action="store_true", help="list every conv layer")
     ly.add_argument("--random-weights", action="store_true")
     return p
+
+
+def _dataset_arguments(e: argparse.ArgumentParser) -> None:
+    d = e.add_argument_group("datasets (a folder, glob, CSV, JSONL, VOC or COCO input)")
+    d.add_argument("--batch-size", type=int, default=None, help="default: 8 on CPU, 32 on GPU")
+    d.add_argument("--workers", type=int, default=1, help="DataLoader decoding processes")
+    d.add_argument("--chunk", type=int, default=64, help="images per Parquet part (resume unit)")
+    d.add_argument("--no-overlays", action="store_true", help="write no gallery per image")
+    d.add_argument("--no-report", action="store_true", help="write no HTML/JSON report")
+    d.add_argument("--tolerance", type=int, default=15, help="pointing game tolerance (px)")
+    d.add_argument("--image-root", default=None, help="folder the annotation paths are under")
+    d.add_argument("--label-map", type=Path, default=None,
+                   help="JSON {dataset label: model class index or label}")
+    d.add_argument("--difficult-flags", default=None,
+                   help="TorchRay's pointing_game_ebp_voc07_difficult.txt for its exact split")
+    d.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run on Ray Data (no ADDRESS: a local Ray; 'auto' or ray://host:10001)")
+    d.add_argument("--actors", type=int, default=None, help="Ray: model actors (default: 1 "
+                                                             "per GPU, else 1)")
 
 
 def _slug(text: str) -> str:
@@ -77,6 +102,13 @@ def write_outputs(result: Explanation, out: Path, stem: str, alpha: float = 0.5)
 def _explain(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from .datasets import is_dataset_input
+
+    if any(is_dataset_input(i) for i in args.images):
+        from .cli_dataset import explain_dataset
+
+        return explain_dataset(args)
+    args.fit = args.fit or "crop"
     model = load_model(args.model, pretrained=not args.random_weights)
     entries = []
     explained: list[tuple[str, Explanation]] = []
@@ -173,6 +205,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (errors: one line on stderr, status 2)."""
     args = _parser().parse_args(argv)
     try:
+        if args.command == "report":
+            from .cli_dataset import report
+
+            return report(args)
         return _explain(args) if args.command == "explain" else _layers(args)
     except XaiError as exc:
         print(f"error: {exc}", file=sys.stderr)
