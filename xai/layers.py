@@ -114,7 +114,8 @@ def _stage_infos(tr: Trace, events: list[Event]) -> list[LayerInfo]:
         last = events[-1]
         parent = last.name.rsplit(".", 1)[0]
         later = [e for e in tr.events if e.name.rsplit(".", 1)[0] == parent
-                 and tr.order[e.name] > tr.order[last.name] and e.name.rsplit(".", 1)[-1].isdigit()]
+                 and tr.order[e.name] > tr.order[last.name]
+                 and e.name.rsplit(".", 1)[-1][-1:].isdigit()]
         if later:
             infos[-1] = _info(last, "stages", n, n, note=(
                 f"the {len(later)} block(s) after it feed only the class token, so their "

@@ -122,6 +122,9 @@ def load_torchvision(name: str, pretrained: bool) -> LoadedModel:
     kwargs: dict[str, Any] = {}
     if arch in ("inception_v3", "googlenet") and not pretrained:
         kwargs = {"init_weights": False, "aux_logits": True}
+    crop = int(weights.transforms().crop_size[0])
+    if arch.startswith("vit_") and not pretrained:
+        kwargs = {"image_size": crop}  # the weights' size (518 for ViT-H/14), not the default
     if pretrained:
         file = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
         if offline() and not os.path.exists(file):

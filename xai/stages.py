@@ -230,7 +230,7 @@ def _blocks(events: list[Event], path: list[int], ok: set[int]) -> list[int]:
     run: list[int] = []
     for i in path:
         ev = events[i]
-        if i not in ok or not ev.name.rsplit(".", 1)[-1].isdigit():
+        if i not in ok or not ev.name.rsplit(".", 1)[-1][-1:].isdigit():
             run = []
             continue
         prev = events[run[-1]] if run else None
