@@ -44,7 +44,8 @@ def find_stages(module: nn.Module, tr: Trace) -> tuple[list[Event], bool]:
     path = _expand(events, _path(events, max(ok)), lambda i, p: _span(events, i, p, ok) >= 2)
     levels = {events[i].grid.level for i in path if i in ok}
     if len(levels) < 3:
-        path = _expand(events, path, lambda i, p: len(_blocks(events, p, ok)) >= 3, once=True)
+        for _ in range(2):  # torchvision's ViT: `encoder`, then `encoder.layers` in it
+            path = _expand(events, path, lambda i, p: _has_blocks(events, p, ok), once=True)
     path = _trim_without_gradient(events, path, ok)
     picks = [_outermost(tr, i, ok) for i in _per_level(events, [i for i in path if i in ok])]
     named = _feature_info_picks(module, tr, ok, path)
@@ -217,6 +218,13 @@ def _outermost(tr: Trace, i: int, ok: set[int]) -> int:
                 or _span(tr.events, j, _inner_path(tr.events, j), ok) > 0:
             return i
         i = j
+
+
+def _has_blocks(events: list[Event], inner: list[int], ok: set[int]) -> bool:
+    """``inner`` holds three or more blocks, itself or inside one of its modules."""
+    if len(_blocks(events, inner, ok)) >= 3:
+        return True
+    return any(len(_blocks(events, _inner_path(events, j), ok)) >= 3 for j in inner)
 
 
 def _parent(name: str) -> str:
