@@ -99,7 +99,8 @@ def components(model, work: Path, batch_size: int) -> dict:
     from xai.batch import BatchExplainer, RunOptions
     from xai.datasets import read_samples
     from xai.decoding import decode, model_config
-    from xai.engine import run_pass
+    from xai.passes import run_pass
+    from xai.targets import RankTarget
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -119,8 +120,7 @@ def components(model, work: Path, batch_size: int) -> dict:
     for _ in range(3):  # interleaved; medians
         t = time.process_time()
         with torch.inference_mode(False):
-            run_pass(model, x, list(ex.layers.values()), ex.methods,
-                     lambda logits: [logits.argmax(1).tolist()], False)
+            run_pass(model, x, list(ex.layers.values()), ex.methods, [RankTarget(0)])
         passes.append(time.process_time() - t)
         t = time.process_time()
         ex.rows(decoded)

@@ -11,10 +11,8 @@ for the README). Timings are medians of interleaved repeats after warm-up.
 from __future__ import annotations
 
 import argparse
-import cProfile
 import datetime as dt
 import os
-import pstats
 import shlex
 import statistics
 import sys
@@ -94,7 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--b-depths", nargs="+", choices=DEPTHS,
                    help="depths pytorch-grad-cam runs at (default all; --quick: last); fewer "
                         "make (b) a lower bound")
-    p.add_argument("--no-profile", action="store_true", help="skip the cProfile breakdown")
+    p.add_argument("--no-profile", action="store_true",
+                   help="skip the per-phase breakdown (from Explanation.timings)")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--image", default=str(ROOT / "examples" / "cat.png"))
@@ -145,27 +144,15 @@ def _median_dict(rows: list[dict[str, float]]) -> dict[str, float]:
 
 
 def profile_gallery(work: Workload) -> dict:
-    """cProfile one gallery call; split its time into the engine's phases."""
-    prof = cProfile.Profile()
+    """Split one gallery call's time into the engine's phases, read from the
+    :attr:`xai.Explanation.timings` the engine records (no profiler, no names matched)."""
     t0 = time.perf_counter()
-    prof.enable()
-    work.gallery()
-    prof.disable()
+    result = work.gallery()
     total = time.perf_counter() - t0
-    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
-
-    def cum(path: str, func: str) -> float:
-        return sum(v[3] for (file, _, name), v in stats.items()
-                   if file.replace("\\", "/").endswith(path) and name == func)
-
-    parts = {
-        "preprocess": cum("xai/images.py", "prepare"),
-        "forward": cum("torch/nn/modules/module.py", "_wrapped_call_impl"),
-        "backward": cum("torch/autograd/__init__.py", "grad"),
-        "cams": cum("xai/engine.py", "_layer_maps"),
-        "maps_to_image_size": cum("xai/engine.py", "cam"),
-    }
-    parts["other"] = total - sum(parts.values())
+    timings = result.timings
+    parts = {k: float(timings.get(k, 0.0)) for k in ("preprocess", "forward", "backward", "cams")}
+    parts["maps_to_image_size"] = max(0.0, total - float(timings["total"]))
+    parts["other"] = max(0.0, total - sum(parts.values()))
     return {"total_s": round(total, 4),
             "seconds": {k: round(v, 4) for k, v in parts.items()},
             "share": {k: round(v / total, 3) for k, v in parts.items()}}

@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 import xai
-from xai.engine import _layer_maps, class_logits
 from xai.layers import to_nchw, trace
+from xai.models import class_logits
+from xai.postprocess import layer_maps, normalise, resize_map
 
 METHODS = xai.DEFAULT_METHODS
 DEPTHS = xai.DEFAULT_DEPTHS
@@ -148,7 +149,7 @@ class Workload:
     def eigen_map(acts: torch.Tensor) -> torch.Tensor:
         """Only the map: xai's Eigen-CAM on a feature map, ReLU and min-max scaled, as the
         engine computes it."""
-        return _layer_maps([xai.METHODS["eigencam"]], acts, None)["eigencam"]
+        return layer_maps([xai.METHODS["eigencam"]], acts, None)["eigencam"]
 
     # (c) ------------------------------------------------------------------------------------
     def full_backward(self) -> None:
@@ -230,8 +231,6 @@ class Workload:
         """Max |xai - pytorch-grad-cam| per map at input size. Eigen-CAM's sign is arbitrary
         (pytorch-grad-cam keeps whatever its SVD returns, xai fixes it), so there the
         opposite-sign map is compared too and the closer one counts."""
-        from xai.engine import _normalise, resize_map
-
         r = xai.explain(self.model, self.image, keep_activations=True)
         size = tuple(self.model.input_size)
         out = {}
@@ -239,7 +238,7 @@ class Workload:
             diff = float(np.abs(r.cam(method, depth, size=size) - ref).max())
             if method == "eigencam":
                 flipped = -xai.METHODS["eigencam"].cam(r.activations[depth][None], None)
-                other = resize_map(_normalise(flipped.clamp(min=0))[0], size).numpy()
+                other = resize_map(normalise(flipped.clamp(min=0))[0], size).numpy()
                 diff = min(diff, float(np.abs(other - ref).max()))
             out[f"{method}@{depth}"] = float(f"{diff:.3g}")
         return out

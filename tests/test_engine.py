@@ -47,10 +47,10 @@ def test_parity_with_pytorch_grad_cam(name, bundled, cat_path):
 
 
 def _eigen_map_with_sign(model, acts, sign):
-    from xai.engine import _normalise, resize_map
+    from xai.postprocess import normalise, resize_map
 
     proj = sign * first_component_projection(acts[None])[0]
-    return resize_map(_normalise(proj.clamp(min=0)[None])[0], model.input_size).numpy()
+    return resize_map(normalise(proj.clamp(min=0)[None])[0], model.input_size).numpy()
 
 
 def test_eigen_projection_matches_full_svd_up_to_sign():
@@ -188,12 +188,12 @@ def test_eval_during_the_pass_and_exact_modes_after(bundled, cat_path, monkeypat
 
 def test_hooks_removed_when_a_layer_fails_mid_forward(bundled, cat_path, monkeypatch):
     before = _hook_count(bundled.module)
-    import xai.engine as engine
+    import xai.recorder as recorder
 
     def broken(*a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(engine, "_normalise", broken)
+    monkeypatch.setattr(recorder, "output_tensor", broken)  # inside a hook, mid-forward
     with pytest.raises(RuntimeError, match="boom"):
         xai.explain(bundled, cat_path)
     assert _hook_count(bundled.module) == before

@@ -545,13 +545,13 @@ class _Boom(CamMethod):
 def test_failure_inside_a_pass_leaves_no_hook(where, training, bundled, monkeypatch):
     kwargs = dict(CHEAP)
     if where == "forward":  # raised while the layer hooks are on
-        monkeypatch.setattr(xai.engine, "class_logits", _raiser("boom in the forward"))
+        monkeypatch.setattr(xai.passes, "class_logits", _raiser("boom in the forward"))
     elif where == "cam":
         register_method(_Boom())
         kwargs["methods"] = ("gradcam", "boom-test")
     elif where == "guided":  # raised while the guided-backprop hooks are on
         calls = []
-        real = xai.engine.class_logits
+        real = xai.passes.class_logits
 
         def second_fails(out):
             calls.append(1)
@@ -559,7 +559,7 @@ def test_failure_inside_a_pass_leaves_no_hook(where, training, bundled, monkeypa
                 raise RuntimeError("boom in the guided pass")
             return real(out)
 
-        monkeypatch.setattr(xai.engine, "class_logits", second_fails)
+        monkeypatch.setattr(xai.passes, "class_logits", second_fails)
         kwargs["guided"] = True
     else:
         monkeypatch.setattr(torch.autograd, "grad", _raiser("boom in the backward"))

@@ -4,6 +4,8 @@ whose resolution does not grow with depth, and finite maps in [0, 1]. The whole 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from conftest import random_model
 
@@ -36,7 +38,7 @@ SAMPLE: dict[str, tuple[int, int] | None] = {
 def test_sample_of_the_zoo_gets_three_sensible_layers(name, cat_path, one_torch_thread):
     model = xai.load_model(name, pretrained=False, device="cpu")
     if SAMPLE[name]:
-        model.input_size = SAMPLE[name]
+        model.preprocessing = replace(model.preprocessing, input_size=SAMPLE[name])
     r = xai.explain(model, cat_path)
     assert check_explanation(model, r) == []
     last = r.layers["last"]
@@ -71,7 +73,7 @@ def test_token_grids_follow_prefix_tokens_and_non_square_inputs(cat_path):
     assert {s.prefix_tokens for s in xai.stage_layers(deit)} == {2}
     vit = xai.load_model("vit_tiny_patch16_224", pretrained=False, device="cpu")
     vit.module.set_input_size(img_size=(160, 320))  # 10 x 20 patches
-    vit.input_size = (160, 320)
+    vit.preprocessing = replace(vit.preprocessing, input_size=(160, 320))
     assert {s.shape for s in xai.stage_layers(vit)} == {(192, 10, 20)}
     r = xai.explain(vit, cat_path, fit="full")
     assert r.cam("gradcam", "last").shape == r.image.shape[:2]

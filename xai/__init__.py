@@ -2,18 +2,21 @@
 first, middle and last layers of any ImageNet classifier, from one forward and one backward."""
 
 from .cams import DEFAULT_METHODS, METHODS, CamMethod, register_method
-from .engine import DEFAULT_DEPTHS, Explanation, Prediction, explain, explain_batch, predict
+from .engine import DEFAULT_DEPTHS, explain, explain_batch, predict
 from .errors import (
+    ExplanationError,
     HeadlessModelError,
     ImageError,
     LayerError,
     MethodError,
     ModelOutputError,
+    OptionError,
     TargetError,
     UnknownModelError,
     WeightsUnavailableError,
     XaiError,
 )
+from .explanation import Explanation, PanelKey, Prediction
 from .images import load_image, prepare
 from .layers import LayerInfo, conv_layers, resolve_layer, stage_layers
 from .models import (
@@ -25,11 +28,16 @@ from .models import (
     unregister_model,
     wrap_model,
 )
+from .passes import MapKey, Pass, run_pass
+from .preprocessing import Preprocessing, PreprocessingError
+from .targets import ClassTarget, RankTarget
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CamMethod", "DEFAULT_DEPTHS", "DEFAULT_METHODS", "DEFAULT_MODEL", "Explanation",
+    "CamMethod", "ClassTarget", "DEFAULT_DEPTHS", "ExplanationError", "MapKey", "OptionError",
+    "PanelKey", "Pass", "Preprocessing", "PreprocessingError", "RankTarget", "run_pass",
+    "DEFAULT_METHODS", "DEFAULT_MODEL", "Explanation",
     "HeadlessModelError", "ImageError", "LayerError", "LayerInfo", "LoadedModel", "METHODS",
     "MethodError", "ModelOutputError", "Prediction", "TargetError", "UnknownModelError",
     "WeightsUnavailableError", "XaiError", "conv_layers", "explain", "explain_batch", "load_image",

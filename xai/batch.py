@@ -13,9 +13,10 @@ import torch.nn.functional as F
 
 from .cams import DEFAULT_METHODS, get_method
 from .datasets import Sample
-from .engine import DEFAULT_DEPTHS, Explanation, Prediction, resize_map, run_pass
+from .engine import DEFAULT_DEPTHS, Explanation, Prediction
 from .layers import resolve_layer
 from .models import LoadedModel
+from .passes import MapKey, run_pass
 from .pointing import (
     TOLERANCE,
     all_difficult,
@@ -26,6 +27,7 @@ from .pointing import (
     peak,
     pointing_hit,
 )
+from .postprocess import resize_map
 
 MAP_SIZE = 24  # the per-row thumbnail map (first method, deepest depth), for class means
 
@@ -129,7 +131,7 @@ class BatchExplainer:
         x = torch.stack([d["tensor"] for d in good]).to(self.model.device)
         with self.model.lock, torch.inference_mode(False):
             run = run_pass(self.model, x, list(self.layers.values()), self.methods,
-                           lambda logits: _choose(logits, wanted), False)
+                           _choose(wanted))
         probs = run.logits.float().softmax(dim=1).cpu()
         seconds = (time.perf_counter() - t0) / len(good)
         rows = []
@@ -173,7 +175,7 @@ class BatchExplainer:
         maps = {}
         for dp, info in self.layers.items():
             for m in self.methods:
-                cam = run.maps[(m.name, info.name, i, None if m.class_agnostic else cls)]
+                cam = run.maps[MapKey(m.name, info.name, i, None if m.class_agnostic else cls)]
                 full = self._full_map(cam, d).numpy()
                 maps[(m.name, dp)] = cam
                 px, py = peak(full)
@@ -254,7 +256,24 @@ def _class_of(label, lower: dict[str, int]) -> int | None:
     return lower.get(text.lower())
 
 
-def _choose(logits: torch.Tensor, wanted: list[list[tuple]]) -> list[list[int]]:
+@dataclass(frozen=True)
+class _Chosen:
+    """Rank ``rank`` of :func:`_choose_all` as a target of :func:`run_pass`."""
+
+    wanted: tuple
+    rank: int
+
+    def __call__(self, logits: torch.Tensor) -> list[int]:
+        return _choose_all(logits, list(self.wanted))[self.rank]
+
+
+def _choose(wanted: list[list[tuple]]) -> list[_Chosen]:
+    """One target per rank: each image's given class or its r-th prediction."""
+    frozen = tuple(tuple(w) for w in wanted)
+    return [_Chosen(frozen, r) for r in range(max(len(w) for w in wanted))]
+
+
+def _choose_all(logits: torch.Tensor, wanted: list[list[tuple]]) -> list[list[int]]:
     """Per rank, per image: the given class or the image's r-th prediction; images with fewer
     targets repeat their first (the extra maps are not read)."""
     k = max(sum(c is None for c, _, _ in w) for w in wanted)

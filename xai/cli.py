@@ -11,6 +11,7 @@ from pathlib import Path
 from .cams import DEFAULT_METHODS, GUIDED
 from .engine import DEFAULT_DEPTHS, Explanation, explain
 from .errors import XaiError
+from .export import slug, write_outputs
 from .layers import conv_layers, resolve_layer, stage_layers
 from .models import DEFAULT_MODEL, load_model
 
@@ -18,8 +19,12 @@ from .models import DEFAULT_MODEL, load_model
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m xai",
                                 description="Where does an image classifier look?")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true",
+                        help="on an error, show the full traceback instead of one line")
     sub = p.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("explain", help="write a CAM gallery, overlays and a JSON manifest")
+    e = sub.add_parser("explain", help="write a CAM gallery, overlays and a JSON manifest",
+                       parents=[common])
     e.add_argument("images", nargs="+", metavar="INPUT",
                    help="image files; or a dataset: a folder, a glob, a CSV/JSONL list, VOC XML "
                         "(or a VOC folder with Annotations/) or a COCO JSON")
@@ -47,9 +52,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="embedding maps, top channels per layer, and (2+ images) a 2-D plot")
     e.add_argument("--out", required=True, type=Path, help="output folder")
     _dataset_arguments(e)
-    rp = sub.add_parser("report", help="(re)write the HTML/JSON report of a dataset run")
+    rp = sub.add_parser("report", help="(re)write the HTML/JSON report of a dataset run",
+                        parents=[common])
     rp.add_argument("out", type=Path, help="the --out folder of a dataset run")
-    ly = sub.add_parser("layers", help="print the resolved layers and the conv count")
+    ly = sub.add_parser("layers", help="print the resolved layers and the conv count",
+                        parents=[common])
     ly.add_argument("model", nargs="?", default=DEFAULT_MODEL)
     ly.add_argument("--all", action="store_true", help="list every conv layer")
     ly.add_argument("--random-weights", action="store_true")
@@ -75,30 +82,6 @@ def _dataset_arguments(e: argparse.ArgumentParser) -> None:
                                                              "per GPU, else 1)")
 
 
-def _slug(text: str) -> str:
-    text = text.lower().replace("++", "-pp").replace("+", "-plus")
-    return "".join(c if c.isalnum() else "-" for c in text).strip("-")
-
-
-def write_outputs(result: Explanation, out: Path, stem: str, alpha: float = 0.5) -> dict:
-    """Save the gallery, every overlay and return the manifest entry with the file names."""
-    from PIL import Image
-
-    from .render import gallery, panels
-
-    out.mkdir(parents=True, exist_ok=True)
-    files = {"gallery": f"{stem}_gallery.png", "overlays": []}
-    drawn = {t.index: panels(result, t.index, alpha) for t in result.targets}
-    gallery(result, alpha=alpha, drawn=drawn).save(out / files["gallery"], compress_level=1)
-    for tgt in result.targets:
-        for pic, method, depth, caption in drawn[tgt.index]:
-            name = f"{stem}_{tgt.index}-{_slug(tgt.label)}_{_slug(method)}_{_slug(depth)}.png"
-            Image.fromarray(pic).save(out / name, compress_level=1)
-            files["overlays"].append({"file": name, "method": method, "depth": depth,
-                                      "target": tgt.index, "caption": caption})
-    return dict(result.manifest(), files=files)
-
-
 def _explain(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -116,7 +99,7 @@ def _explain(args: argparse.Namespace) -> int:
     bar = tqdm(args.images, desc="explaining", unit="image", file=sys.stderr, leave=False,
                disable=len(args.images) < 2 or not sys.stderr.isatty())  # a terminal only
     for path in bar:
-        stem = _slug(Path(path).stem) or "image"
+        stem = slug(Path(path).stem) or "image"
         while stem in stems:
             stem += "-1"
         stems.add(stem)
@@ -176,7 +159,7 @@ def _insights(model, result: Explanation, args: argparse.Namespace, stem: str) -
         files = {"maps": f"{stem}_embeddings.png", "channels": {}}
         embedding_figure(result).save(args.out / files["maps"])
         for depth in result.depths:
-            name = f"{stem}_channels_{_slug(depth)}.png"
+            name = f"{stem}_channels_{slug(depth)}.png"
             feature_grid(result, depth).save(args.out / name)
             files["channels"][depth] = name
         out["embeddings"] = files
@@ -202,7 +185,8 @@ def _layers(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (errors: one line on stderr, status 2)."""
+    """Entry point; returns the exit status (errors: one line on stderr, status 2; with
+    ``--debug`` the exception propagates with its traceback)."""
     args = _parser().parse_args(argv)
     try:
         if args.command == "report":
@@ -211,11 +195,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report(args)
         return _explain(args) if args.command == "explain" else _layers(args)
     except XaiError as exc:
+        if args.debug:
+            raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # an unexpected failure still gets one line, not a traceback
+        if args.debug:
+            raise
         first_line = str(exc).splitlines()[0] if str(exc) else ""
         print(f"error: unexpected {type(exc).__name__}: {first_line}", file=sys.stderr)
         return 1

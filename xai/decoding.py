@@ -7,6 +7,7 @@ import numpy as np
 
 from .images import load_image, prepare
 from .models import LoadedModel
+from .preprocessing import Preprocessing
 
 
 def decode(sample: dict, model_cfg: dict, fit: str, keep_region: bool) -> dict:
@@ -14,8 +15,7 @@ def decode(sample: dict, model_cfg: dict, fit: str, keep_region: bool) -> dict:
     one-line error that puts the image in the manifest as skipped."""
     try:
         img = load_image(sample["path"])
-        prep = prepare(img, tuple(model_cfg["input_size"]), model_cfg["mean"],
-                       model_cfg["std"], model_cfg["interpolation"], model_cfg["crop_pct"], fit)
+        prep = prepare(img, Preprocessing.from_dict(model_cfg), fit)
     except Exception as exc:  # any unreadable file is logged, never fatal
         return {"sample": sample, "error": f"{type(exc).__name__}: {exc}"[:300]}
     region = None
@@ -28,6 +28,5 @@ def decode(sample: dict, model_cfg: dict, fit: str, keep_region: bool) -> dict:
 
 
 def model_config(model: LoadedModel) -> dict:
-    return {"input_size": list(model.input_size), "mean": list(model.mean),
-            "std": list(model.std), "interpolation": model.interpolation,
-            "crop_pct": model.crop_pct}
+    """The model's preprocessing as a plain dict (sent to worker processes)."""
+    return model.preprocessing.to_dict()

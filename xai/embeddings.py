@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from .engine import DEFAULT_DEPTHS, Explanation, explain_batch, run_pass
-from .errors import LayerError, XaiError
+from .engine import DEFAULT_DEPTHS, Explanation, explain_batch
+from .errors import LayerError, OptionError, XaiError
 from .images import ImageInput
 from .models import LoadedModel
+from .passes import run_pass
 from .render import BG, INK, MUTED, colorize, font
 
 TSNE_MIN_IMAGES = 30  # below this a 2-D t-SNE is not meaningful; PCA is used instead
@@ -42,7 +43,7 @@ def layer_activations(result: Explanation, model: LoadedModel | None = None
     # the engine's own hooked forward (clones against in-place ops, restores the model), no maps
     with model.lock:
         run = run_pass(model, result.input.to(model.device), list(layers.values()), [],
-                   lambda logits: [], False, keep_activations=True)
+                       keep_activations=True)
     return {d: run.activations[info.name][0] for d, info in layers.items()}
 
 
@@ -204,7 +205,7 @@ def project_2d(x: torch.Tensor, method: str = "auto", seed: int = 0, tsne_iter: 
                   max_iter=max(250, tsne_iter)).fit_transform(x.double().cpu().numpy())
         return np.asarray(xy, dtype=np.float32), "t-SNE"
     if method != "pca":
-        raise ValueError(f"unknown projection {method!r}; use auto, pca or tsne")
+        raise OptionError(f"unknown projection {method!r}; use auto, pca or tsne")
     if n == 1:
         return np.zeros((1, 2), np.float32), "PCA"
     proj, _ = principal_components(x.T.reshape(x.shape[1], n, 1), 2)

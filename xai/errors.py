@@ -51,3 +51,11 @@ class HeadlessModelError(UnknownModelError):
 
 class ModelOutputError(XaiError, TypeError):
     """The model's forward returned something that holds no class logits."""
+
+
+class OptionError(XaiError, ValueError):
+    """An option out of its range (an overlay's alpha, a step count, a projection name)."""
+
+
+class ExplanationError(XaiError, ValueError):
+    """An explanation lacks what a follow-up needs (the model input, the kept activations)."""

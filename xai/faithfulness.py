@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .engine import Explanation, class_logits
+from .errors import ExplanationError, OptionError
 from .models import LoadedModel, eval_mode
 
 BLUR_KERNEL, BLUR_SIGMA = 11, 5.0
@@ -154,9 +155,9 @@ def perturbation_curves(model: LoadedModel, x: torch.Tensor, maps: torch.Tensor,
     device = model.device
     x = x.to(device).float()
     if x.dim() != 4 or x.shape[0] != 1:
-        raise ValueError(f"x must be (1, C, H, W), not {tuple(x.shape)}")
+        raise OptionError(f"x must be (1, C, H, W), not {tuple(x.shape)}")
     if n_steps < 1 or chunk_size < 1:
-        raise ValueError("n_steps and chunk_size must be positive")
+        raise OptionError("n_steps and chunk_size must be positive")
     h, w = x.shape[-2:]
     maps = _at_size(maps, h, w)
     m, hw = maps.shape[0], h * w
@@ -276,7 +277,7 @@ def score_explanation(model: LoadedModel, result: Explanation, target: int | str
     both baselines. All maps go through :func:`perturbation_curves` together.
     """
     if result.input is None:
-        raise ValueError("the explanation has no model input tensor")
+        raise ExplanationError("the explanation has no model input tensor")
     t0 = time.perf_counter()
     tgt = result.target_index(target)
     methods = result.panel_methods

@@ -9,11 +9,10 @@ configuration with an ImageNet-1k head, offline (random weights unless a reposit
 
 from __future__ import annotations
 
-from typing import Any
-
 from .errors import UnknownModelError
 from .loaders import HF_PREFIX, check_hub, imagenet_labels, weights_error
-from .models import IMAGENET_MEAN, IMAGENET_STD, LoadedModel
+from .models import LoadedModel
+from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 _RESAMPLE_NAMES = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
 
@@ -39,7 +38,7 @@ def load_transformers(name: str, pretrained: bool) -> LoadedModel:
         module, processor = _from_repo(transformers, auto, ref, name, pretrained)
     labels = [str(module.config.id2label.get(i, i)) for i in range(module.config.num_labels)]
     return LoadedModel(name, module, labels,
-                       *_preprocessing(module.config, processor, defaults="/" not in ref),
+                       _preprocessing(module.config, processor, defaults="/" not in ref),
                        source="transformers", pretrained=pretrained)
 
 
@@ -89,8 +88,8 @@ def _default_processor(transformers, model_type: str):
     return None
 
 
-def _preprocessing(config, processor, defaults: bool = False) -> tuple[Any, ...]:
-    """(input_size, mean, std, interpolation, crop_pct) from the image processor; with
+def _preprocessing(config, processor, defaults: bool = False) -> Preprocessing:
+    """The model's preprocessing from its image processor; with
     ``defaults`` (a model type's default config) at the config's image size, else 224."""
     size = getattr(processor, "size", None) or {}
     crop = getattr(processor, "crop_size", None) or {}
@@ -115,4 +114,4 @@ def _preprocessing(config, processor, defaults: bool = False) -> tuple[Any, ...]
     resample = getattr(processor, "resample", 2)
     interpolation = _RESAMPLE_NAMES.get(int(getattr(resample, "value", resample) or 2),
                                         "bilinear")
-    return input_size, mean, std, interpolation, min(crop_pct, 1.0)
+    return Preprocessing(input_size, mean, std, interpolation, min(crop_pct, 1.0))

@@ -19,6 +19,7 @@ import torch
 from PIL import Image, ImageOps
 
 from .errors import ImageError
+from .preprocessing import Preprocessing
 
 MAX_PIXELS = 40_000_000  # e.g. 8000 x 5000; larger images are refused before decoding
 MAX_FILE_BYTES = 50 * 1024 * 1024
@@ -238,15 +239,15 @@ _RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Im
              "lanczos": Image.LANCZOS}
 
 
-def prepare(image: ImageInput, input_size: tuple[int, int], mean, std,
-            interpolation: str = "bilinear", crop_pct: float = 0.875,
-            fit: str = "crop") -> Prepared:
+def prepare(image: ImageInput, preprocessing: Preprocessing, fit: str = "crop") -> Prepared:
     """Resize and normalise as the model's own eval transform does.
 
     ``fit="crop"`` takes the model's centre crop (the region is reported, never hidden);
     ``fit="full"`` resizes the whole image to the input size.
     """
     img = load_image(image)
+    input_size, mean, std = preprocessing.input_size, preprocessing.mean, preprocessing.std
+    interpolation, crop_pct = preprocessing.interpolation, preprocessing.crop_pct
     box = crop_box(img.size, input_size, crop_pct, fit)
     region = img.crop(box) if box != (0, 0, *img.size) else img
     h, w = input_size

@@ -17,7 +17,9 @@ from urllib.parse import urlparse
 import torch
 
 from .errors import HeadlessModelError, UnknownModelError, WeightsUnavailableError
+from .export import env_flag
 from .models import DEFAULT_MODEL, LoadedModel
+from .preprocessing import Preprocessing
 
 HF_PREFIX = "hf:"
 OFFLINE_FLAGS = ("HF_HUB_OFFLINE", "XAI_OFFLINE")
@@ -39,7 +41,7 @@ def _labels(subset: str) -> tuple[str, ...]:
 
 def offline() -> bool:
     """True when ``HF_HUB_OFFLINE`` or ``XAI_OFFLINE`` is set to a true value."""
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in OFFLINE_FLAGS)
+    return env_flag(*OFFLINE_FLAGS)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -107,8 +109,9 @@ def load_timm(name: str, pretrained: bool) -> LoadedModel:
     _, h, w = data["input_size"]
     subset = infer_imagenet_subset(module)
     labels = imagenet_labels(subset) if subset else [str(i) for i in range(module.num_classes)]
-    return LoadedModel(name, module, labels, (h, w), tuple(data["mean"]), tuple(data["std"]),
-                       data["interpolation"], float(data["crop_pct"]), "timm", pretrained)
+    prep = Preprocessing((h, w), tuple(data["mean"]), tuple(data["std"]),
+                         data["interpolation"] or "bilinear", float(data["crop_pct"]))
+    return LoadedModel(name, module, labels, prep, "timm", pretrained)
 
 
 def load_torchvision(name: str, pretrained: bool) -> LoadedModel:
@@ -136,6 +139,7 @@ def load_torchvision(name: str, pretrained: bool) -> LoadedModel:
     tf = weights.transforms()
     crop, resize = int(tf.crop_size[0]), int(tf.resize_size[0])
     interpolation = str(getattr(tf.interpolation, "value", tf.interpolation))
-    return LoadedModel(name, module, list(weights.meta["categories"]), (crop, crop),
-                       tuple(tf.mean), tuple(tf.std), interpolation, crop / resize,
-                       "torchvision", pretrained)
+    prep = Preprocessing((crop, crop), tuple(tf.mean), tuple(tf.std), interpolation,
+                         crop / resize)
+    return LoadedModel(name, module, list(weights.meta["categories"]), prep, "torchvision",
+                       pretrained)

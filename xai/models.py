@@ -7,6 +7,7 @@ name. Hub weights load through timm's and torchvision's own code.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,10 +18,9 @@ import torch
 from torch import nn
 
 from .errors import HeadlessModelError, ModelOutputError, UnknownModelError
+from .preprocessing import IMAGENET_MEAN, IMAGENET_STD, Preprocessing, PreprocessingError
 
 DEFAULT_MODEL = "efficientnet_lite0"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -30,11 +30,7 @@ class LoadedModel:
     name: str
     module: nn.Module
     labels: list[str]
-    input_size: tuple[int, int] = (224, 224)
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: str = "bilinear"
-    crop_pct: float = 0.875
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
     source: str = "registered"
     pretrained: bool = True
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -47,6 +43,26 @@ class LoadedModel:
         return torch.device("cpu")
 
     @property
+    def input_size(self) -> tuple[int, int]:
+        return self.preprocessing.input_size
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return self.preprocessing.mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return self.preprocessing.std
+
+    @property
+    def interpolation(self) -> str:
+        return self.preprocessing.interpolation
+
+    @property
+    def crop_pct(self) -> float:
+        return self.preprocessing.crop_pct
+
+    @property
     def num_classes(self) -> int:
         return len(self.labels)
 
@@ -57,8 +73,7 @@ class LoadedModel:
 
     def config(self) -> dict:
         """The preprocessing, as a JSON-able dict."""
-        return {"input_size": list(self.input_size), "mean": list(self.mean), "std": list(self.std),
-                "interpolation": self.interpolation, "crop_pct": self.crop_pct}
+        return self.preprocessing.to_dict()
 
 
 Factory = Callable[[bool], nn.Module]
@@ -118,31 +133,32 @@ def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
 class _Registration:
     factory: Factory
     labels: list[str] | None
-    input_size: tuple[int, int]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: str
-    crop_pct: float
+    preprocessing: Preprocessing
 
 
 _REGISTRY: dict[str, _Registration] = {}
 
 
 def register_model(name: str, factory: Factory | nn.Module, *, labels: list[str] | None = None,
-                   input_size: tuple[int, int] = (224, 224),
-                   mean: tuple[float, float, float] = IMAGENET_MEAN,
-                   std: tuple[float, float, float] = IMAGENET_STD,
-                   interpolation: str = "bilinear", crop_pct: float = 0.875) -> None:
+                   preprocessing: Preprocessing | None = None, **settings: Any) -> None:
     """Register a classifier under ``name``: a module, or ``factory(pretrained) -> module``.
 
-    ``labels`` default to the 1000 ImageNet classes. Everything else in the package (layers,
-    CAMs, galleries, the app) then works on it by name.
+    ``labels`` default to the 1000 ImageNet classes. The preprocessing is ``preprocessing``,
+    with any of its fields given as keywords on top (``input_size=(299, 299)``). Everything
+    else in the package (layers, CAMs, galleries, the app) then works on it by name.
     """
     if isinstance(factory, nn.Module):
         module = factory
         factory = lambda pretrained: module  # noqa: E731
-    _REGISTRY[name] = _Registration(factory, labels, tuple(input_size), tuple(mean), tuple(std),
-                                    interpolation, float(crop_pct))
+    _REGISTRY[name] = _Registration(factory, labels, _settings(preprocessing, settings))
+
+
+def _settings(preprocessing: Preprocessing | None, settings: dict[str, Any]) -> Preprocessing:
+    base = preprocessing or Preprocessing()
+    try:
+        return dataclasses.replace(base, **settings)
+    except TypeError as exc:
+        raise PreprocessingError(f"unknown preprocessing setting: {exc}") from None
 
 
 def unregister_model(name: str) -> None:
@@ -192,15 +208,12 @@ def _load_registered(name: str, pretrained: bool) -> LoadedModel:
 
     reg = _REGISTRY[name]
     module = reg.factory(pretrained)
-    return LoadedModel(name, module, reg.labels or imagenet_labels(), reg.input_size, reg.mean,
-                       reg.std, reg.interpolation, reg.crop_pct, "registered", pretrained)
+    return LoadedModel(name, module, reg.labels or imagenet_labels(), reg.preprocessing,
+                       "registered", pretrained)
 
 
 def wrap_model(module: nn.Module, name: str = "custom", *, labels: list[str] | None = None,
-               input_size: tuple[int, int] = (224, 224),
-               mean: tuple[float, float, float] = IMAGENET_MEAN,
-               std: tuple[float, float, float] = IMAGENET_STD,
-               interpolation: str = "bilinear", crop_pct: float = 0.875) -> LoadedModel:
+               preprocessing: Preprocessing | None = None, **settings: Any) -> LoadedModel:
     """Wrap an in-memory classifier (keywords as in :func:`register_model`) for explaining.
 
     Nothing global changes: the module is not registered (no name is overwritten, nothing
@@ -211,8 +224,7 @@ def wrap_model(module: nn.Module, name: str = "custom", *, labels: list[str] | N
     from .loaders import imagenet_labels
 
     return LoadedModel(name, module, list(labels) if labels else imagenet_labels(),
-                       tuple(input_size), tuple(mean), tuple(std), interpolation,
-                       float(crop_pct), "wrapped", True)
+                       _settings(preprocessing, settings), "wrapped", True)
 
 
 # --- the bundled default: EfficientNet-Lite0 with real ImageNet weights, no download -------
@@ -246,5 +258,6 @@ def _bundled_efficientnet_lite0(pretrained: bool) -> nn.Module:
     return module
 
 
-register_model(DEFAULT_MODEL, _bundled_efficientnet_lite0, input_size=(224, 224),
-               mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="bicubic", crop_pct=0.875)
+register_model(DEFAULT_MODEL, _bundled_efficientnet_lite0,
+               preprocessing=Preprocessing((224, 224), IMAGENET_MEAN, IMAGENET_STD, "bicubic",
+                                           0.875))

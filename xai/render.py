@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .cams import GUIDED, get_method
+from .errors import OptionError
 
 if TYPE_CHECKING:
     from .engine import Explanation
@@ -43,9 +44,9 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5,
             colormap: str = "jet") -> np.ndarray:
     """Blend a heat map over an RGB uint8 image: ``alpha`` is the heat map's weight."""
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], not {alpha}")
+        raise OptionError(f"alpha must be in [0, 1], not {alpha}")
     if cam.shape != image.shape[:2]:
-        raise ValueError(f"map {cam.shape} and image {image.shape[:2]} differ in size")
+        raise OptionError(f"map {cam.shape} and image {image.shape[:2]} differ in size")
     heat = colorize(cam, colormap).astype(np.float32)
     out = (1 - alpha) * image.astype(np.float32) + alpha * heat
     return out.round().clip(0, 255).astype(np.uint8)

@@ -35,10 +35,12 @@ import torch
 from torch import nn
 
 from .cams import get_method
-from .engine import Explanation, run_pass
-from .errors import MethodError
+from .errors import ExplanationError, MethodError
+from .explanation import Explanation
 from .layers import LayerInfo, stage_layers, trace
 from .models import LoadedModel
+from .passes import MapKey, run_pass
+from .targets import ClassTarget
 
 THRESHOLD = 0.5
 
@@ -160,7 +162,7 @@ def sanity_check(model: LoadedModel, result: Explanation, target: int | str | No
     as deep as the shallowest explained layer needs (``max_steps`` caps it).
     """
     if result.input is None:
-        raise ValueError("the explanation has no model input tensor")
+        raise ExplanationError("the explanation has no model input tensor")
     t0 = time.perf_counter()
     tgt = result.target_index(target)
     method_objs = [get_method(m) for m in (methods or result.methods)]
@@ -178,7 +180,7 @@ def sanity_check(model: LoadedModel, result: Explanation, target: int | str | No
         module = copy.deepcopy(model.module)
     replica = dataclasses.replace(model, module=module, lock=threading.RLock())
     x = result.input.to(model.device)
-    original = {(m.name, d): result.maps[(m.name, d, None if m.class_agnostic else tgt)]
+    original = {(m.name, d): result.maps[result.key(m.name, d, tgt)]
                 for m in method_objs for d in depths}
     rho = {m.name: {d: [] for d in depths} for m in method_objs}
     by_name = dict(module.named_modules())
@@ -189,10 +191,11 @@ def sanity_check(model: LoadedModel, result: Explanation, target: int | str | No
                 _reinit(by_name[name])
             with torch.inference_mode(False):
                 run = run_pass(replica, x, list(layers.values()), method_objs,
-                               lambda logits: [[tgt]], False)
+                               [ClassTarget(tgt)])
             for m in method_objs:
                 for d in depths:
-                    new = run.maps[(m.name, layers[d].name, 0, None if m.class_agnostic else tgt)]
+                    new = run.maps[MapKey(m.name, layers[d].name, 0,
+                                          None if m.class_agnostic else tgt)]
                     r = spearman(original[(m.name, d)], new)
                     if r is None and float(original[(m.name, d)].std()) > 0:
                         r = 0.0  # the randomised map went constant: nothing of it is left

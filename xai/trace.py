@@ -60,7 +60,6 @@ class Trace:
 
     events: list[Event]
     conv_events: list[Event]
-    input_hw: tuple[int, int]
     stages: list = field(default_factory=list)  # LayerInfo, filled by xai.layers
     convs: list = field(default_factory=list)
     isotropic: bool = False
@@ -248,7 +247,7 @@ def record(model: LoadedModel) -> Trace:
     for ev in events:
         ev.out = None  # drop the traced tensors
     convs = [rec.events[n] for n in rec.convs]
-    return Trace(events, convs, (h, w))
+    return Trace(events, convs)
 
 
 def _link(events: list[Event]) -> None:

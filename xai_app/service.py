@@ -30,6 +30,7 @@ from xai.errors import (
     WeightsUnavailableError,
     XaiError,
 )
+from xai.export import env_flag
 from xai.images import FITS, clean_text
 from xai.layers import MODES, LayerInfo
 from xai.models import LoadedModel
@@ -61,10 +62,6 @@ _CLASS_SUFFIX = re.compile(r"\(class (\d{1,9})\)\s*$")
 _clip = functools.partial(clean_text, limit=80)  # user text quoted in a message
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def offered_models() -> list[str]:
     """The model names the app offers, the bundled offline one first."""
     return list(OFFERED_MODELS)
@@ -75,7 +72,7 @@ def check_model(name: object) -> str:
     if not isinstance(name, str) or not name.strip():
         raise UnknownModelError("choose a model")
     name = name.strip()
-    if name in OFFERED_MODELS or _flag("XAI_ALLOW_ANY_MODEL"):
+    if name in OFFERED_MODELS or env_flag("XAI_ALLOW_ANY_MODEL"):
         return name
     raise UnknownModelError(f"model {_clip(name)!r} is not offered here; choose one of "
                             f"{', '.join(OFFERED_MODELS)}")

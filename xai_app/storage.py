@@ -38,6 +38,7 @@ from PIL import Image
 
 import xai
 from xai.engine import Explanation
+from xai.export import slug
 from xai.render import PAD, PANEL, gallery, panels
 
 log = logging.getLogger("xai_app")
@@ -239,10 +240,6 @@ def save_pictures(pictures: list[Image.Image], store: RunStore | None = None,
     finally:
         store.release([out])
     return paths
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9+]+", "-", str(text).lower()).strip("-")[:40]
 
 
 def _jpeg(pic: np.ndarray | Image.Image) -> bytes:

@@ -24,6 +24,11 @@ for _cls in (GradCAM, GradCAMPlusPlus, EigenCAM, XGradCAM):
 DEFAULT_METHODS = ("gradcam", "gradcam++", "eigencam", "xgradcam")
 
 
+def method_names() -> list[str]:
+    """Every registered method's name, in registration order."""
+    return list(METHODS)
+
+
 def get_method(name: str) -> CamMethod:
     """The method registered as ``name`` (case-insensitive); :class:`MethodError` if none."""
     key = str(name).strip().lower().replace("_", "-")
@@ -36,5 +41,5 @@ def get_method(name: str) -> CamMethod:
 
 
 __all__ = ["CamMethod", "EigenCAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "METHODS",
-           "DEFAULT_METHODS", "GUIDED", "get_method", "register_method",
+           "DEFAULT_METHODS", "GUIDED", "get_method", "method_names", "register_method",
            "first_component_projection"]
