@@ -128,7 +128,7 @@ class BatchExplainer:
         t0 = time.perf_counter()
         samples = [Sample.from_dict(d["sample"]) for d in good]
         wanted = [self.targets_for(s) for s in samples]
-        x = torch.stack([d["tensor"] for d in good]).to(self.model.device)
+        x = self.model.place(torch.stack([d["tensor"] for d in good]))
         with self.model.lock, torch.inference_mode(False):
             run = run_pass(self.model, x, list(self.layers.values()), self.methods,
                            _choose(wanted))

@@ -54,9 +54,9 @@ def predict(model: LoadedModel | str, image: ImageInput, *, k: int = 5,
     """The ``k`` most probable classes: one forward under ``inference_mode``, no hooks."""
     if isinstance(model, str):
         model = load_model(model)
-    prep = prepare(image, model.preprocessing, fit)
+    prep = prepare(image, model.preprocessing, fit, DISPLAY_SIZE)  # as explain decodes it
     with model.lock, torch.inference_mode(), eval_mode(model.module):
-        logits = checked_logits(model, model.module(prep.tensor.to(model.device)))
+        logits = checked_logits(model, model.module(model.place(prep.tensor)))
     probs = logits.float().softmax(dim=1)[0].cpu()
     top = probs.topk(max(1, min(k, probs.numel())))
     return [Prediction(int(i), model.labels[int(i)], float(p))
@@ -101,11 +101,11 @@ def explain_batch(model: LoadedModel | str, images: Sequence[ImageInput],
         raise LayerError("no depth given; use first, middle, last, a fraction or conv:N")
     chosen = resolve_targets(targets, top_k, model.labels)
     t = time.perf_counter()
-    prepared = [prepare(img, model.preprocessing, fit) for img in images]
+    prepared = [prepare(img, model.preprocessing, fit, display_size) for img in images]
     t_prep = time.perf_counter() - t
     with model.lock, torch.inference_mode(False):
         layers = {d: resolve_layer(model, d, mode) for d in depth_keys}
-        x = torch.cat([p.tensor for p in prepared]).to(model.device)
+        x = model.place(torch.cat([p.tensor for p in prepared]))
         run = run_pass(model, x, list(layers.values()), method_objs, chosen, guided=guided,
                        keep_activations=keep_activations)
     probs = run.logits.float().softmax(dim=1).cpu()

@@ -10,6 +10,7 @@ and images whose header declares more than ``MAX_PIXELS`` are refused; Pillow's 
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +32,14 @@ ImageInput = str | os.PathLike | bytes | Image.Image | np.ndarray
 FITS = ("crop", "full")
 
 
-def load_image(image: ImageInput) -> Image.Image:
+def load_image(image: ImageInput, *, min_side: int | None = None) -> Image.Image:
     """Return an RGB PIL image from a path, bytes, PIL image or HxW[x1/3/4] array.
 
     Applies EXIF orientation, flattens transparency onto white, converts any mode (L, P, I;16,
     CMYK, ...) to RGB, takes the first frame of animations. Raises :class:`ImageError`.
+    With ``min_side``, a JPEG file much larger than that is decoded at 1/2, 1/4 or 1/8 scale
+    (libjpeg's DCT scaling) with its shorter side still >= ``min_side``; the factor is
+    ``img.info["xai_scale"]``.
     """
     if isinstance(image, np.ndarray):
         return _from_array(image)
@@ -44,7 +48,7 @@ def load_image(image: ImageInput) -> Image.Image:
     if isinstance(image, (bytes, bytearray, memoryview)):
         data = bytes(image)
         _check_bytes(len(data), "the given bytes")
-        return _open(io.BytesIO(data), "the given bytes")
+        return _open(io.BytesIO(data), "the given bytes", min_side)
     if isinstance(image, (str, os.PathLike)):
         path = Path(image)
         what = clean_text(path.name) or "image"
@@ -62,7 +66,7 @@ def load_image(image: ImageInput) -> Image.Image:
         except OSError as exc:
             raise ImageError(f"{what}: cannot read the file ({_reason(exc)})") from exc
         _check_bytes(len(data), what)
-        return _open(io.BytesIO(data), what)
+        return _open(io.BytesIO(data), what, min_side)
     raise ImageError(f"unsupported image input of type {type(image).__name__}")
 
 
@@ -121,7 +125,7 @@ def _check_pixels(w: int, h: int, what: str) -> None:
         raise ImageError(f"{what}: {w}x{h} is over the {MAX_PIXELS:,}-pixel limit")
 
 
-def _open(fh: io.BytesIO, what: str) -> Image.Image:
+def _open(fh: io.BytesIO, what: str, min_side: int | None = None) -> Image.Image:
     try:
         img = Image.open(fh, formats=FORMATS)  # reads the header only; JPEG covers MPO
     except Image.DecompressionBombError as exc:
@@ -130,14 +134,21 @@ def _open(fh: io.BytesIO, what: str) -> Image.Image:
         raise ImageError(f"{what}: not a readable image (supported: "
                          f"{', '.join(f.lower() for f in FORMATS)})") from exc
     _check_pixels(*img.size, what)  # before a single pixel is decoded
+    full_w = img.size[0]
     try:
         img.seek(0)
+        if min_side and img.format in ("JPEG", "MPO") and min(img.size) >= 2 * min_side:
+            s = min_side / min(img.size)
+            img.draft("RGB", (math.ceil(img.size[0] * s), math.ceil(img.size[1] * s)))
         img.load()
     except Image.DecompressionBombError as exc:
         raise ImageError(f"{what}: image too large (over {MAX_PIXELS:,} pixels)") from exc
     except Exception as exc:
         raise ImageError(f"{what}: truncated or corrupt image ({_reason(exc)})") from exc
-    return _to_rgb(img, what)
+    scale = full_w / img.size[0]
+    img = _to_rgb(img, what)
+    img.info["xai_scale"] = scale
+    return img
 
 
 def _to_rgb(img: Image.Image, what: str) -> Image.Image:
@@ -239,17 +250,27 @@ _RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Im
              "lanczos": Image.LANCZOS}
 
 
-def prepare(image: ImageInput, preprocessing: Preprocessing, fit: str = "crop") -> Prepared:
+def prepare(image: ImageInput, preprocessing: Preprocessing, fit: str = "crop",
+            display_size: int | None = None) -> Prepared:
     """Resize and normalise as the model's own eval transform does.
 
     ``fit="crop"`` takes the model's centre crop (the region is reported, never hidden);
-    ``fit="full"`` resizes the whole image to the input size.
+    ``fit="full"`` resizes the whole image to the input size. With ``display_size``, a big
+    JPEG is decoded once at a reduced scale that still covers the model input and a
+    ``display_size`` region (a 4000x3000 photo: 1000x750), so no later step scales with the
+    upload's pixel count.
     """
-    img = load_image(image)
     input_size, mean, std = preprocessing.input_size, preprocessing.mean, preprocessing.std
     interpolation, crop_pct = preprocessing.interpolation, preprocessing.crop_pct
+    need = None
+    if display_size:
+        need = max(*input_size, display_size) / (min(crop_pct, 1.0) if fit == "crop" else 1.0)
+    img = load_image(image, min_side=math.ceil(need) if need else None)
     box = crop_box(img.size, input_size, crop_pct, fit)
     region = img.crop(box) if box != (0, 0, *img.size) else img
+    k = img.info.get("xai_scale", 1.0)
+    if k != 1.0:  # the box in the user's image, as if it had been decoded at full size
+        box = tuple(round(v * k) for v in box)
     h, w = input_size
     resized = region.resize((w, h), _RESAMPLE.get(interpolation, Image.BILINEAR))
     x = torch.from_numpy(np.array(resized, dtype=np.float32)).permute(2, 0, 1) / 255.0
