@@ -168,6 +168,14 @@ def parse_targets(target: object, top_k: object) -> tuple[str | int | None, int 
     return (int(match.group(1)) if match else text), None
 
 
+def load_offered(name: str) -> LoadedModel:
+    """Load ``name`` with its weights; with XAI_RANDOM_WEIGHTS=1 (benchmarks, offline demos)
+    every model but the bundled one gets random weights instead, at the same cost per request."""
+    if env_flag("XAI_RANDOM_WEIGHTS") and name != xai.DEFAULT_MODEL:
+        return xai.load_model(name, pretrained=False)
+    return xai.load_model(name)
+
+
 class ModelCache:
     """At most ``size`` loaded models, least recently used dropped first; thread-safe.
 
@@ -177,7 +185,7 @@ class ModelCache:
     def __init__(self, size: int | None = None,
                  loader: Callable[[str], LoadedModel] | None = None) -> None:
         self.size = max(1, int(size or os.environ.get("XAI_MODEL_CACHE") or 3))
-        self._loader = loader or (lambda name: xai.load_model(name))
+        self._loader = loader or load_offered
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
