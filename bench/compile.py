@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -56,13 +57,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = []
+    out = ROOT / "bench" / "results" / "compile.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.models:
         rows.append(measure(name, args.repeats))
         print(json.dumps(rows[-1]), flush=True)
-    out = ROOT / "bench" / "results" / "compile.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"torch": torch.__version__, "threads": args.threads,
-                               "rows": rows}, indent=2))
+        out.write_text(json.dumps({"command": "python -m bench.compile " + " ".join(
+            argv or sys.argv[1:]), "torch": torch.__version__, "threads": args.threads,
+            "rows": rows}, indent=2))  # after each model: a long compile may be cut short
     return rows
 
 
