@@ -18,12 +18,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cams import DEFAULT_METHODS, GUIDED, CamMethod, get_method
+from .cams import DEFAULT_METHODS, GUIDED, METHODS, CamMethod, get_method, method_names
 from .cams.guided import deprocess, guided_hooks
 from .errors import LayerError, MethodError, TargetError
+from .gradients import needed_kinds, target_gradients
 from .images import ImageInput, prepare
 from .layers import LayerInfo, resolve_layer, to_nchw, trace
 from .models import LoadedModel, checked_logits, class_logits, eval_mode, load_model
+from .perturbation import perturbation_maps
 from .trace import output_tensor, replace_output
 
 DEFAULT_DEPTHS = ("first", "middle", "last")
@@ -244,11 +246,11 @@ def _methods(methods: Iterable[str] | str) -> list[CamMethod]:
     for name in methods:
         if str(name).strip().lower() == GUIDED:
             raise MethodError(f"{GUIDED!r} is switched on with guided=True")
-        m = get_method(name)
-        if m not in found:
-            found.append(m)
+        for key in method_names([name]):  # "all": every cheap one-pass method
+            if METHODS[key] not in found:
+                found.append(METHODS[key])
     if not found:
-        raise MethodError("no method given; choose any of gradcam, gradcam++, eigencam, xgradcam")
+        raise MethodError(f"no method given; choose any of {', '.join(METHODS)}")
     return found
 
 
@@ -283,8 +285,8 @@ def run_pass(model: LoadedModel, x: torch.Tensor, layers: list[LayerInfo],
     info_of = {info.name: info for info in layers}
     earliest = names[0]
     store: dict[str, torch.Tensor] = {}
-    agnostic = [m for m in methods if not m.uses_gradients]
-    grad_methods = [m for m in methods if m.uses_gradients]
+    agnostic = [m for m in methods if not m.uses_gradients and not m.perturbation]
+    grad_methods = [m for m in methods if m.uses_gradients and not m.perturbation]
     if guided and "gradcam" not in {m.name for m in grad_methods}:
         grad_methods.append(get_method("gradcam"))  # guided Grad-CAM multiplies it
 
@@ -326,23 +328,34 @@ def run_pass(model: LoadedModel, x: torch.Tensor, layers: list[LayerInfo],
             timings["backward"] = 0.0
             if grad_methods:
                 tensors = [store[n] for n in names]
-                rows = torch.arange(x.shape[0], device=logits.device)
                 for rank, classes in enumerate(targets):
                     t = time.perf_counter()
-                    score = logits[rows, torch.as_tensor(classes, device=logits.device)].sum()
-                    grads = torch.autograd.grad(score, tensors, allow_unused=True,
-                                                retain_graph=rank < len(targets) - 1)
+                    # issue 15: gradients by kind (target, Finer-CAM contrast, ShapleyCAM)
+                    by_kind, extra = target_gradients(logits, tensors, list(classes),
+                                                      needed_kinds(grad_methods),
+                                                      rank < len(targets) - 1)
                     passes["backward"] += 1
+                    for key, count in extra.items():
+                        passes[key] = passes.get(key, 0) + count
                     timings["backward"] += time.perf_counter() - t
                     t = time.perf_counter()
-                    for n, g in zip(names, grads):
-                        g = torch.zeros_like(store[n]) if g is None else g
-                        g = to_nchw(g, info_of[n])
-                        for name, cams in _layer_maps(grad_methods, acts[n], g).items():
-                            for i, c in enumerate(classes):
-                                maps[(name, n, i, int(c))] = cams[i]
+                    for j, n in enumerate(names):
+                        for kind, grads in by_kind.items():
+                            group = [m for m in grad_methods if m.gradient == kind]
+                            g = torch.zeros_like(store[n]) if grads[j] is None else grads[j]
+                            g = to_nchw(g, info_of[n])
+                            for name, cams in (_layer_maps(group, acts[n], g).items()
+                                               if group else ()):
+                                for i, c in enumerate(classes):
+                                    maps[(name, n, i, int(c))] = cams[i]
                     timings["cams"] += time.perf_counter() - t
             store.clear()
+            if any(m.perturbation for m in methods):  # issue 15: Score-/Ablation-CAM, FullGrad
+                t = time.perf_counter()
+                maps.update(perturbation_maps(module, x, [info_of[n] for n in names], acts,
+                                              [m for m in methods if m.perturbation],
+                                              targets, logits.detach(), passes))
+                timings["perturbation"] = time.perf_counter() - t
             guided_out: dict = {}
             if guided:
                 t = time.perf_counter()

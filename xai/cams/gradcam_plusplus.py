@@ -8,6 +8,7 @@ from .base import CamMethod
 class GradCAMPlusPlus(CamMethod):
     name = "gradcam++"
     title = "Grad-CAM++"
+    aliases = ("gradcampp", "gradcam-plusplus")
 
     def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         sum_acts = acts.sum(dim=(2, 3), keepdim=True)
