@@ -1,7 +1,8 @@
 """xai: where an image classifier looks. Grad-CAM, Grad-CAM++, Eigen-CAM and XGrad-CAM at the
 first, middle and last layers of any ImageNet classifier, from one forward and one backward."""
 
-from .cams import DEFAULT_METHODS, METHODS, CamMethod, register_method
+from .cams import ALL_ONE_PASS, DEFAULT_METHODS, METHODS, CamMethod, register_method
+from .cams.fusion import FUSIONS, fused_map
 from .engine import DEFAULT_DEPTHS, Explanation, Prediction, explain, explain_batch, predict
 from .errors import (
     HeadlessModelError,
@@ -29,6 +30,7 @@ from .models import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALL_ONE_PASS", "FUSIONS", "fused_map",
     "CamMethod", "DEFAULT_DEPTHS", "DEFAULT_METHODS", "DEFAULT_MODEL", "Explanation",
     "HeadlessModelError", "ImageError", "LayerError", "LayerInfo", "LoadedModel", "METHODS",
     "MethodError", "ModelOutputError", "Prediction", "TargetError", "UnknownModelError",
