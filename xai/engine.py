@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from .cams import DEFAULT_METHODS, GUIDED, METHODS, CamMethod, get_method, method_names
 from .cams.guided import deprocess, guided_hooks
 from .errors import LayerError, MethodError, TargetError
-from .gradients import needed_kinds, target_gradients
+from .gradients import forward_context, needed_kinds, target_gradients
 from .images import ImageInput, prepare
 from .layers import LayerInfo, resolve_layer, to_nchw, trace
 from .models import LoadedModel, checked_logits, class_logits, eval_mode, load_model
@@ -308,7 +308,7 @@ def run_pass(model: LoadedModel, x: torch.Tensor, layers: list[LayerInfo],
         try:
             handles = [module.get_submodule(n).register_forward_hook(make_hook(n)) for n in names]
             t = time.perf_counter()
-            with torch.no_grad():
+            with torch.no_grad(), forward_context(grad_methods):
                 logits = class_logits(module(x))
             passes["forward"] += 1
             for h in handles:

@@ -9,9 +9,11 @@ product per layer (counted in ``passes["hvp"]``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .cams.finercam import contrast_cotangent
 
@@ -19,6 +21,13 @@ from .cams.finercam import contrast_cotangent
 def needed_kinds(methods: Sequence) -> set[str]:
     """The gradient kinds ``methods`` read."""
     return {m.gradient for m in methods}
+
+
+def forward_context(methods: Sequence) -> contextlib.AbstractContextManager:
+    """What the shared forward runs under: the math attention kernel when a method needs a
+    second derivative (the fused CPU/flash kernels have no double backward)."""
+    return sdpa_kernel(SDPBackend.MATH) if "shapley" in needed_kinds(methods) \
+        else contextlib.nullcontext()
 
 
 def target_gradients(logits: torch.Tensor, tensors: list[torch.Tensor], classes: list[int],
