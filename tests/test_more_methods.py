@@ -140,3 +140,37 @@ def test_kpca_and_score_maps_are_not_blank(bundled, cat_path):
         heat = r.cam(m)
         assert heat.max() == pytest.approx(1, abs=1e-5) and heat.std() > 0.05, m
     torch.manual_seed(0)
+
+
+def test_cli_sheet_manifest_and_faithfulness_take_any_method(tmp_path, cat_path):
+    import json
+
+    from test_cli import _run
+    res = _run("explain", str(cat_path), "--methods", "hirescam", "Layer_CAM", "fem", "finercam",
+               "--faithfulness", "--steps", "4", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    cat = json.loads((tmp_path / "manifest.json").read_text())["images"][0]
+    assert cat["methods"] == ["hirescam", "layercam", "fem", "finercam"]
+    assert len(cat["files"]["overlays"]) == 12 and cat["passes"]["contrast"] == 1
+    assert {r["method"] for r in cat["faithfulness"][0]["rows"]} == set(cat["methods"])
+    bad = _run("explain", str(cat_path), "--methods", "nope", "--out", str(tmp_path / "x"))
+    assert bad.returncode != 0 and "scorecam" in bad.stderr and "\n" not in bad.stderr.strip()
+
+
+def test_sanity_takes_new_methods(bundled, cat_path):
+    from xai.sanity import sanity_check
+    r = xai.explain(bundled, cat_path, methods=["layercam", "fem"], depths=["last"])
+    report = sanity_check(bundled, r, max_steps=2)
+    assert set(report.verdicts) == {"layercam", "fem"}
+    assert report.verdicts["fem"]["class_agnostic"]
+
+
+def test_app_offers_more_methods_from_the_registry():
+    from xai_app import service
+    more = [m for _, m in service.MORE_METHOD_CHOICES]
+    assert [m for _, m in service.METHOD_CHOICES] == list(DEFAULT_METHODS)
+    assert {"hirescam", "layercam", "finercam", "fullgrad"} <= set(more)
+    assert "scorecam" not in more  # minutes per map on a CPU: library and CLI only
+    assert service.check_methods(["LayerCAM", "gradcam"]) == ["layercam", "gradcam"]
+    with pytest.raises(MethodError, match="HiResCAM"):
+        service.check_methods([])

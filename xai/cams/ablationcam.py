@@ -62,6 +62,7 @@ class AblationCAM(CamMethod):
     uses_gradients = False
     perturbation = True
     in_all = False
+    interactive = False
 
     def layer_maps(self, module, x, info, acts, targets, logits, passes) -> dict:
         """{(image, class): raw (h, w) map} for one layer."""

@@ -17,7 +17,7 @@ class CamMethod:
     batched) or ``"shapley"`` (gradient minus half a Hessian-vector product). ``perturbation``
     methods (Score-CAM, Ablation-CAM, FullGrad) run their own batched passes instead.
     ``in_all`` puts the method in :data:`ALL_ONE_PASS` (the cheap set); ``aliases`` are other
-    names :func:`get_method` accepts.
+    names :func:`get_method` accepts; ``interactive`` methods are offered in the app.
     """
 
     name: str = ""
@@ -28,6 +28,7 @@ class CamMethod:
     gradient: str = "target"
     perturbation: bool = False
     in_all: bool = True
+    interactive: bool = True  # offered in the app (False: seconds to minutes per map on a CPU)
 
     def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         """(N, C) channel weights."""

@@ -38,6 +38,7 @@ class KPCACAM(CamMethod):
     uses_gradients = False
     class_agnostic = True
     in_all = False
+    interactive = False
 
     def cam(self, acts: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
         return kernel_projection(acts)
