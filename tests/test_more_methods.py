@@ -174,3 +174,28 @@ def test_app_offers_more_methods_from_the_registry():
     assert service.check_methods(["LayerCAM", "gradcam"]) == ["layercam", "gradcam"]
     with pytest.raises(MethodError, match="HiResCAM"):
         service.check_methods([])
+
+
+def test_dff_concepts_match_pytorch_grad_cam_and_name_the_objects(bundled):
+    from conftest import EXAMPLES
+    from pytorch_grad_cam.feature_factorization.deep_feature_factorization import (
+        DeepFeatureFactorization,
+    )
+
+    from xai.embeddings import concepts_image
+    r = xai.explain(bundled, EXAMPLES / "cat_and_coffee.png", fit="full", keep_activations=True)
+    c = xai.concept_maps(r, n_components=4, model=bundled)
+    layer = bundled.module.get_submodule(r.layers["last"].name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref, _, _ = DeepFeatureFactorization(bundled.module, layer, computation_on_concepts=(
+            bundled.module.get_classifier()))(r.input, n_components=4)
+    assert np.abs(ref - c.concepts).max() <= 1e-4 * np.abs(ref).max()
+    tops = {lab[0][0] for lab in c.labels}
+    assert "espresso" in tops and tops & {"Egyptian cat", "tabby", "tiger cat"}
+    # the espresso concept lies on the right half (the cup), the cat's on the left
+    cup = next(i for i, lab in enumerate(c.labels) if lab[0][0] == "espresso")
+    w = c.maps.shape[2] // 2
+    assert c.maps[cup][:, w:].sum() > 2 * c.maps[cup][:, :w].sum()
+    pic, legend = concepts_image(r, n_components=4, model=bundled)
+    assert pic.shape == r.image.shape and len(legend) == 4

@@ -3,6 +3,7 @@ first, middle and last layers of any ImageNet classifier, from one forward and o
 
 from .cams import ALL_ONE_PASS, DEFAULT_METHODS, METHODS, CamMethod, register_method
 from .cams.fusion import FUSIONS, fused_map
+from .concepts import ConceptMaps, concept_maps
 from .engine import DEFAULT_DEPTHS, Explanation, Prediction, explain, explain_batch, predict
 from .errors import (
     HeadlessModelError,
@@ -30,7 +31,7 @@ from .models import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "ALL_ONE_PASS", "FUSIONS", "fused_map",
+    "ALL_ONE_PASS", "FUSIONS", "fused_map", "ConceptMaps", "concept_maps",
     "CamMethod", "DEFAULT_DEPTHS", "DEFAULT_METHODS", "DEFAULT_MODEL", "Explanation",
     "HeadlessModelError", "ImageError", "LayerError", "LayerInfo", "LoadedModel", "METHODS",
     "MethodError", "ModelOutputError", "Prediction", "TargetError", "UnknownModelError",
