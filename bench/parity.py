@@ -134,13 +134,40 @@ def _grads(model, x, info, target):
     return to_nchw(g, info).float().cpu()
 
 
+def markdown(out: dict) -> str:
+    """One row per method: the worst depth per model, as ours/pgc, pgc/f64, ours/f64."""
+    models = list(out)
+    head = "| method | " + " | ".join(f"{m}: ours vs pgc · pgc vs f64 · ours vs f64"
+                                       for m in models) + " |"
+    lines = [head, "|---|" + "---:|" * len(models)]
+    methods = list(dict.fromkeys(r["method"] for rows in out.values() for r in rows))
+    for mm in methods:
+        cells = []
+        for name in models:
+            rows = [r for r in out[name] if r["method"] == mm]
+            if not rows:
+                cells.append("—")
+            elif any("pgc_error" in r for r in rows):
+                cells.append(f"pgc fails · — · {max(r['ours_vs_f64'] for r in rows):.1e}")
+            else:
+                cells.append(" · ".join(f"{max(r[k] for r in rows):.1e}"
+                                        for k in ("ours_vs_pgc", "pgc_vs_f64", "ours_vs_f64")))
+        lines.append(f"| {mm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--models", nargs="+", default=["efficientnet_lite0", "vit_tiny_patch16_224"])
     p.add_argument("--methods", nargs="+", default=list(REFERENCE))
     p.add_argument("--image", default="examples/cat.png")
     p.add_argument("--out", default="bench/results/parity.json")
+    p.add_argument("--markdown", action="store_true", help="print the table of --out only")
     a = p.parse_args(argv)
+    if a.markdown:
+        with open(a.out) as f:
+            print(markdown(json.load(f)))
+        return
     torch.manual_seed(0)
     out = {}
     for name in a.models:
