@@ -22,4 +22,5 @@ class FEM(CamMethod):
 
     def weights(self, acts: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
         std, mean = torch.std_mean(acts, dim=(2, 3), correction=0, keepdim=True)
-        return (acts > mean + self.k * std).float().mean(dim=(2, 3)).to(acts.dtype)
+        above = (acts > mean.add_(std, alpha=self.k)).sum(dim=(2, 3))
+        return above.to(acts.dtype) / (acts.shape[2] * acts.shape[3])
