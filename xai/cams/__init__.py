@@ -62,12 +62,10 @@ def get_method(name: str) -> CamMethod:
 def method_names(names) -> list[str]:
     """Registered names of ``names`` (a list or comma-separated text; ``"all"`` is every
     one-pass method in :data:`ALL_ONE_PASS`, ``"every"`` every registered method)."""
-    if isinstance(names, str):
-        names = names.split(",")
+    if isinstance(names, str):  # "a, b": blanks between commas are skipped
+        names = [n for n in names.split(",") if n.strip()]
     out: list[str] = []
-    for n in names:
-        if not str(n).strip():
-            continue
+    for n in names:  # a blank name in a list is an unknown method
         key = _key(n)
         found = (all_one_pass() if key == "all" else tuple(METHODS) if key == "every"
                  else (get_method(n).name,))
