@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import xai  # noqa: E402
+from xai.cams import method_names  # noqa: E402
 from xai.embeddings import (  # noqa: E402
     embed_images,
     embedding_scatter,
@@ -48,7 +49,7 @@ from xai.faithfulness import (  # noqa: E402
 )
 from xai.sanity import sanity_check  # noqa: E402
 
-METHODS = xai.DEFAULT_METHODS
+METHODS = xai.DEFAULT_METHODS  # --methods replaces it
 DEPTHS = xai.DEFAULT_DEPTHS
 
 
@@ -246,7 +247,11 @@ def main() -> int:
     p.add_argument("--road", action="store_true", help="add ROAD (slow: sparse solves)")
     p.add_argument("--chunk", type=int, default=64, help="images per batched forward")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "evaluation")
+    p.add_argument("--methods", nargs="+", default=list(xai.DEFAULT_METHODS),
+                   help="registered names; 'all': every cheap one-pass method")
     args = p.parse_args()
+    global METHODS
+    METHODS = tuple(method_names(args.methods))
     t0 = time.perf_counter()
     model = xai.load_model()
     objs = objects()

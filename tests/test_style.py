@@ -104,8 +104,14 @@ def test_the_wheel_carries_the_app_and_its_requirements(tmp_path):
     names every third-party package the app imports."""
     import zipfile
 
+    src = tmp_path / "src"  # a copy: setuptools writes build/ beside the sources
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for name in ("xai", "xai_app"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
     res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                          "--no-build-isolation", "-q", "-w", str(tmp_path), str(ROOT)],
+                          "--no-build-isolation", "-q", "-w", str(tmp_path), str(src)],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
     (wheel,) = tmp_path.glob("*.whl")

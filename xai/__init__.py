@@ -1,7 +1,9 @@
 """xai: where an image classifier looks. Grad-CAM, Grad-CAM++, Eigen-CAM and XGrad-CAM at the
 first, middle and last layers of any ImageNet classifier, from one forward and one backward."""
 
-from .cams import DEFAULT_METHODS, METHODS, CamMethod, register_method
+from .cams import ALL_ONE_PASS, DEFAULT_METHODS, METHODS, CamMethod, register_method
+from .cams.fusion import FUSIONS, fused_map
+from .concepts import ConceptMaps, concept_maps
 from .engine import DEFAULT_DEPTHS, explain, explain_batch, predict
 from .errors import (
     ExplanationError,
@@ -35,6 +37,7 @@ from .targets import ClassTarget, RankTarget
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALL_ONE_PASS", "FUSIONS", "fused_map", "ConceptMaps", "concept_maps",
     "CamMethod", "ClassTarget", "DEFAULT_DEPTHS", "ExplanationError", "MapKey", "OptionError",
     "PanelKey", "Pass", "Preprocessing", "PreprocessingError", "RankTarget", "run_pass",
     "DEFAULT_METHODS", "DEFAULT_MODEL", "Explanation",

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cams import DEFAULT_METHODS, GUIDED
+from .cams import ALL_ONE_PASS, DEFAULT_METHODS, GUIDED, METHODS
 from .engine import DEFAULT_DEPTHS, Explanation, explain
 from .errors import XaiError
 from .export import slug, write_outputs
@@ -29,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="image files; or a dataset: a folder, a glob, a CSV/JSONL list, VOC XML "
                         "(or a VOC folder with Annotations/) or a COCO JSON")
     e.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
-    e.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS))
+    e.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
+                   help=f"any of {', '.join(METHODS)}; 'all': {', '.join(ALL_ONE_PASS)}; "
+                        "'every': all of them (default: the four)")
     e.add_argument("--depths", nargs="+", default=list(DEFAULT_DEPTHS),
                    help="first middle last, fractions in [0, 1], conv:N or module names")
     e.add_argument("--mode", choices=("stages", "convs"), default="stages")

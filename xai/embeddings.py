@@ -279,3 +279,21 @@ def figure_image(fig) -> Image.Image:
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     canvas.draw()
     return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
+
+
+# --- (4) Deep Feature Factorization: concepts of a layer (issue 15) ---------------------------
+
+def concepts_image(result: Explanation, depth: str | None = None, n_components: int = 4,
+                   model: LoadedModel | None = None) -> tuple[np.ndarray, list]:
+    """The image with each pixel tinted by its strongest DFF concept (:mod:`xai.concepts`),
+    and per concept its colour and top classes."""
+    from .concepts import concept_maps
+
+    c = concept_maps(result, depth, n_components, model)
+    palette = np.array([[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48],
+                        [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60]])
+    colours = palette[np.arange(n_components) % len(palette)]
+    best, strength = c.maps.argmax(axis=0), c.maps.max(axis=0)[..., None]
+    tint = colours[best] * strength + result.image * (1 - strength)
+    pic = (0.5 * result.image + 0.5 * tint).round().clip(0, 255).astype(np.uint8)
+    return pic, [{"colour": col.tolist(), "classes": lab} for col, lab in zip(colours, c.labels)]

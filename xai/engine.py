@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from .cams import DEFAULT_METHODS, GUIDED, CamMethod, get_method, method_names
+from .cams import DEFAULT_METHODS, GUIDED, METHODS, CamMethod, method_names
 from .errors import LayerError, MethodError
 from .explanation import Explanation, PanelKey, Prediction
 from .images import ImageInput, Prepared, prepare
@@ -41,9 +41,9 @@ def resolve_methods(methods: Iterable[str] | str) -> list[CamMethod]:
     for name in methods:
         if str(name).strip().lower() == GUIDED:
             raise MethodError(f"{GUIDED!r} is switched on with guided=True")
-        m = get_method(name)
-        if m not in found:
-            found.append(m)
+        for key in method_names([name]):  # "all": every cheap one-pass method
+            if METHODS[key] not in found:
+                found.append(METHODS[key])
     if not found:
         raise MethodError(f"no method given; choose any of {', '.join(method_names())}")
     return found

@@ -10,8 +10,10 @@ from typing import NamedTuple
 
 import torch
 
+from .batched_cams import perturbation_maps
 from .cams import CamMethod, get_method
 from .cams.guided import guided_hooks
+from .gradients import forward_context, needed_kinds, target_gradients
 from .layers import LayerInfo, to_nchw, trace
 from .models import LoadedModel, class_logits, eval_mode
 from .postprocess import raw_layer_maps, scale_maps
@@ -56,7 +58,7 @@ def run_pass(model: LoadedModel, x: torch.Tensor, layers: Sequence[LayerInfo],
     order = trace(model).order
     names = sorted({info.name for info in layers}, key=lambda n: order.get(n, 0))
     info_of = {info.name: info for info in layers}
-    grad_methods = [m for m in methods if m.uses_gradients]
+    grad_methods = [m for m in methods if m.uses_gradients and not m.perturbation]
     if guided and "gradcam" not in {m.name for m in grad_methods}:
         grad_methods.append(get_method("gradcam"))  # guided Grad-CAM multiplies it
     if not targets:
@@ -67,7 +69,7 @@ def run_pass(model: LoadedModel, x: torch.Tensor, layers: Sequence[LayerInfo],
         rec = ActivationRecorder(model.module, names, x.shape[0],
                                  grad_from=names[0] if grad_methods else None)
         t = time.perf_counter()
-        with rec, torch.no_grad():
+        with rec, torch.no_grad(), forward_context(grad_methods):
             out.logits = class_logits(model.module(x))
         out.passes["forward"] += 1
         out.timings["forward"] = time.perf_counter() - t
@@ -77,7 +79,7 @@ def run_pass(model: LoadedModel, x: torch.Tensor, layers: Sequence[LayerInfo],
         if keep_activations:
             out.activations = {n: a.float().cpu() for n, a in acts.items()}
         t = time.perf_counter()
-        agnostic = [m for m in methods if not m.uses_gradients]
+        agnostic = [m for m in methods if not m.uses_gradients and not m.perturbation]
         for n in names if agnostic else []:
             _store(out, agnostic, n, raw_layer_maps(agnostic, acts[n], None), None)
         out.timings["cams"] = time.perf_counter() - t
@@ -85,6 +87,11 @@ def run_pass(model: LoadedModel, x: torch.Tensor, layers: Sequence[LayerInfo],
             _backward(out, rec.outputs, names, info_of, acts, grad_methods)
         rec.outputs.clear()
         out.logits = logits
+        if any(m.perturbation for m in methods):  # Score-/Ablation-CAM, FullGrad
+            t = time.perf_counter()
+            _perturbation(out, model.module, x, [info_of[n] for n in names], acts,
+                          [m for m in methods if m.perturbation])
+            out.timings["perturbation"] = time.perf_counter() - t
         if guided:
             t = time.perf_counter()
             out.guided = guided_pass(model.module, x, out.targets)
@@ -99,18 +106,24 @@ def _backward(out: Pass, outputs: dict[str, torch.Tensor], names: list[str],
               methods: list[CamMethod]) -> None:
     """One backward per target rank to the recorded activations, and that rank's maps."""
     tensors = [outputs[n] for n in names]
-    rows = torch.arange(out.logits.shape[0], device=out.logits.device)
+    kinds = needed_kinds(methods)
     for rank, classes in enumerate(out.targets):
         t = time.perf_counter()
-        score = out.logits[rows, torch.as_tensor(classes, device=out.logits.device)].sum()
-        grads = torch.autograd.grad(score, tensors, allow_unused=True,
-                                    retain_graph=rank < len(out.targets) - 1)
+        # gradients by kind: the target's, Finer-CAM's contrast, ShapleyCAM's (xai.gradients)
+        by_kind, extra = target_gradients(out.logits, tensors, list(classes), kinds,
+                                          rank < len(out.targets) - 1)
         out.passes["backward"] += 1
+        for key, count in extra.items():
+            out.passes[key] = out.passes.get(key, 0) + count
         out.timings["backward"] += time.perf_counter() - t
         t = time.perf_counter()
-        for n, g in zip(names, grads):
-            g = to_nchw(torch.zeros_like(outputs[n]) if g is None else g, info_of[n])
-            _store(out, methods, n, raw_layer_maps(methods, acts[n], g), classes)
+        for j, n in enumerate(names):
+            for kind, grads in by_kind.items():
+                group = [m for m in methods if m.gradient == kind]
+                if group:
+                    g = torch.zeros_like(outputs[n]) if grads[j] is None else grads[j]
+                    g = to_nchw(g, info_of[n])
+                    _store(out, group, n, raw_layer_maps(group, acts[n], g), classes)
         out.timings["cams"] += time.perf_counter() - t
 
 
@@ -123,6 +136,19 @@ def _store(out: Pass, methods: Sequence[CamMethod], layer: str, raw: torch.Tenso
             key = MapKey(m.name, layer, i, None if classes is None else int(classes[i]))
             out.maps[key] = scaled[j, i]
             out.raw[key] = raw[j, i]
+
+
+def _perturbation(out: Pass, module: torch.nn.Module, x: torch.Tensor,
+                  layers: list[LayerInfo], acts: dict[str, torch.Tensor],
+                  methods: list[CamMethod]) -> None:
+    """The methods that run their own batched passes, after the shared one (their raw maps
+    are kept unscaled beside the [0, 1] ones)."""
+    found = perturbation_maps(module, x, layers, acts, methods, out.targets, out.logits,
+                              out.passes)
+    for (method, layer, i, c), raw in found.items():
+        key = MapKey(method, layer, i, c)
+        out.raw[key] = raw.detach().float().cpu()
+        out.maps[key] = scale_maps(out.raw[key][None, None])[0, 0]
 
 
 def guided_pass(module: torch.nn.Module, x: torch.Tensor,

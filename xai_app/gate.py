@@ -68,7 +68,7 @@ def _choice(name: str, allowed: tuple[str, ...]) -> Callable[[Any], None]:
 
 
 def _methods(value: Any) -> None:
-    names = [m for _, m in service.METHOD_CHOICES]
+    names = [m for _, m in service.METHOD_CHOICES + service.MORE_METHOD_CHOICES]
     if not isinstance(value, list) or not all(isinstance(m, str) for m in value):
         raise BadRequest(f"methods must be a list of method names such as ['gradcam', "
                          f"'eigencam'], not {service.shown(value)}")

@@ -52,6 +52,10 @@ MODEL_TITLES: dict[str, str] = {
 }
 METHOD_CHOICES: tuple[tuple[str, str], ...] = tuple(
     (method_title(m), m) for m in xai.DEFAULT_METHODS)
+# "more methods": every other registered method fast enough for a request (issue 15)
+MORE_METHOD_CHOICES: tuple[tuple[str, str], ...] = tuple(
+    (method_title(n), n) for n, m in xai.METHODS.items()
+    if m.interactive and n not in xai.DEFAULT_METHODS)
 DEPTHS = xai.DEFAULT_DEPTHS
 TOP1 = "top-1"
 DEFAULT_TOP_K = 1
@@ -101,8 +105,8 @@ def check_methods(methods: Sequence[str] | str | None) -> list[str]:
                           f"'eigencam'], not {shown(methods)}")
     names = list(dict.fromkeys(get_method(m).name for m in (methods or []) if m.strip()))
     if not names:
-        raise MethodError("choose at least one method (Grad-CAM, Grad-CAM++, Eigen-CAM, "
-                          "XGrad-CAM)")
+        raise MethodError("choose at least one method ("
+                          + ", ".join(t for t, _ in METHOD_CHOICES + MORE_METHOD_CHOICES) + ")")
     return names
 
 
@@ -372,7 +376,8 @@ def explain(name: str, image: xai.images.ImageInput, *, mode: str = "stages",
 
 __all__ = [
     "CACHE", "DEFAULT_TOP_K", "DEPTHS", "ExplainRun", "FITS", "LAYER_HEADERS", "MAX_TOP_K",
-    "METHOD_CHOICES", "MODEL_TITLES", "MODES", "ModelCache", "OFFERED_MODELS", "TOP1",
+    "METHOD_CHOICES", "MORE_METHOD_CHOICES", "MODEL_TITLES", "MODES", "ModelCache",
+    "OFFERED_MODELS", "TOP1",
     "XaiError", "check_fit", "check_flag", "check_methods", "check_mode", "check_model",
     "check_request", "explain", "image_stem", "label_scores", "layer_rows", "model_labels",
     "offered_models", "parse_targets", "predict", "resolved_layers", "whole_number",

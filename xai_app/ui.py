@@ -36,6 +36,7 @@ from .service import (
     MAX_TOP_K,
     METHOD_CHOICES,
     MODEL_TITLES,
+    MORE_METHOD_CHOICES,
     TOP1,
 )
 
@@ -331,8 +332,9 @@ def build_demo() -> gr.Blocks:
                                 value="stages", label="Depth mode",
                                 info="stages: feature-map levels; conv layers: the N-th conv "
                                      "that runs, as in the reference study")
-                methods = gr.CheckboxGroup(choices=list(METHOD_CHOICES),
-                                           value=list(xai.DEFAULT_METHODS), label="Methods")
+                methods = gr.CheckboxGroup(choices=list(METHOD_CHOICES + MORE_METHOD_CHOICES),
+                                           value=list(xai.DEFAULT_METHODS), label="Methods",
+                                           info="the first four by default; more methods after")
                 with gr.Row():
                     target = gr.Dropdown(choices=[("top-1", TOP1)], value=TOP1,
                                          allow_custom_value=True, label="Target class",

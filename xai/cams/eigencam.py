@@ -1,4 +1,8 @@
-"""Eigen-CAM (Muhammad & Yeasin, 2020): the activations' first principal component.
+"""Eigen-CAM (Muhammad & Yeasin, IJCNN 2020, arXiv:2008.00299): the activations' first
+principal component, M = ReLU( (X - mean X) v1 ), X the HW x C activations.
+
+    r = xai.explain("efficientnet_lite0", "cat.png", methods=["eigencam"])
+    heat = r.cam("eigencam", "last")
 
 pytorch-grad-cam takes a full SVD of the (HW x C) matrix, whose U is HW x HW: on a
 64x112x112 first-layer map that is a 12544^2 matrix (~25 s, ~3 GB). The projection only needs

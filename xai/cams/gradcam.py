@@ -1,4 +1,11 @@
-"""Grad-CAM (Selvaraju et al., 2017): channel weights are the spatial mean of the gradients."""
+"""Grad-CAM (Selvaraju et al., ICCV 2017, arXiv:1610.02391): channel weights are the spatial
+mean of the gradients.
+
+    w_c = mean_hw dY/dA_c,   M = ReLU( sum_c w_c A_c )
+
+    r = xai.explain("efficientnet_lite0", "cat.png", methods=["gradcam"])
+    heat = r.cam("gradcam", "last")
+"""
 
 import torch
 

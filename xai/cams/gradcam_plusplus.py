@@ -1,4 +1,12 @@
-"""Grad-CAM++ (Chattopadhyay et al., 2018), eq. 19, as pytorch-grad-cam computes it."""
+"""Grad-CAM++ (Chattopadhyay et al., WACV 2018, arXiv:1710.11063), eq. 19, as pytorch-grad-cam
+computes it (exponential head: higher derivatives as powers of the gradient g):
+
+    a = g^2 / (2 g^2 + sum_hw A * g^3 + 1e-6),   w_c = sum_hw a ReLU(g),
+    M = ReLU( sum_c w_c A_c )
+
+    r = xai.explain("efficientnet_lite0", "cat.png", methods=["gradcam++"])
+    heat = r.cam("gradcam++", "last")
+"""
 
 import torch
 
@@ -8,6 +16,7 @@ from .base import CamMethod
 class GradCAMPlusPlus(CamMethod):
     name = "gradcam++"
     title = "Grad-CAM++"
+    aliases = ("gradcampp", "gradcam-plusplus")
 
     def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
         sum_acts = acts.sum(dim=(2, 3), keepdim=True)

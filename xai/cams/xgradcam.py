@@ -1,4 +1,11 @@
-"""XGrad-CAM (Fu et al., 2020): gradients weighted by normalised activations."""
+"""XGrad-CAM (Fu et al., BMVC 2020, arXiv:2008.02312): gradients weighted by normalised
+activations.
+
+    w_c = sum_hw g_c A_c / (sum_hw A_c + 1e-7),   M = ReLU( sum_c w_c A_c )
+
+    r = xai.explain("efficientnet_lite0", "cat.png", methods=["xgradcam"])
+    heat = r.cam("xgradcam", "last")
+"""
 
 import torch
 

@@ -1,0 +1,112 @@
+"""Cost of the extra methods: every cheap one-pass method (``xai.ALL_ONE_PASS``) at
+first/middle/last against the mission's 4-method gallery, each method's own map time, and
+batched Score-CAM against pytorch-grad-cam's ScoreCAM per map.
+
+    python -m bench.methods_cost [--models resnet50 efficientnet_lite0] [--repeats 7]
+
+Writes bench/results/methods_cost.json. Timings are medians of interleaved runs after warm-up,
+one torch thread (and the minimum, the robust figure on a shared machine); the gallery times
+include bringing every map to the image's size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import warnings
+
+import torch
+
+import xai
+from xai.cams import ALL_ONE_PASS, DEFAULT_METHODS, METHODS
+
+IMAGE = "examples/cat.png"
+
+
+def _load(name: str) -> xai.LoadedModel:
+    torch.manual_seed(0)
+    return (xai.load_model(name) if name == "efficientnet_lite0"
+            else xai.load_model(name, pretrained=False, device="cpu"))
+
+
+def gallery_s(model, methods) -> float:
+    t = time.perf_counter()
+    r = xai.explain(model, IMAGE, methods=methods)
+    for m in r.methods:
+        for d in r.depths:
+            r.cam(m, d)
+    return time.perf_counter() - t
+
+
+def per_method_ms(model) -> dict[str, float]:
+    """Each one-pass method alone: its maps' time plus any extra gradient work (Finer-CAM's
+    batched cotangent, ShapleyCAM's Hessian-vector products) over the target backward."""
+    base = xai.explain(model, IMAGE, methods=["gradcam"]).timings["backward"]
+    out = {}
+    for name, m in METHODS.items():
+        if m.perturbation:
+            continue
+        runs = [xai.explain(model, IMAGE, methods=[name]).timings for _ in range(3)]
+        t = statistics.median(r["cams"] + max(0.0, r["backward"] - base) if m.gradient != "target"
+                              else r["cams"] for r in runs)
+        out[name] = round(1000 * t, 2)
+    return out
+
+
+def score_cam(model, depth: str, top_k: int) -> dict:
+    """Seconds per map: ours (batched, every target from the same forwards) vs pytorch-grad-cam
+    ScoreCAM (batch 16, one object call per target)."""
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    t = time.perf_counter()
+    r = xai.explain(model, IMAGE, methods=["scorecam"], depths=[depth], top_k=top_k)
+    ours = (time.perf_counter() - t) / top_k
+    layer = model.module.get_submodule(r.layers[depth].name)
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cam = pgc.ScoreCAM(model.module, [layer])
+        cam(r.input, [ClassifierOutputTarget(r.targets[0].index)])
+    ref = time.perf_counter() - t
+    return {"depth": depth, "layer": r.layers[depth].name, "channels": r.layers[depth].shape[0],
+            "top_k": top_k, "ours_s_per_map": round(ours, 3), "pgc_s_per_map": round(ref, 3),
+            "speedup": round(ref / ours, 2), "masked_forwards": r.passes["masked_forward"]}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--models", nargs="+", default=["resnet50", "efficientnet_lite0"])
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--score-depths", nargs="+", default=["middle"])
+    p.add_argument("--out", default="bench/results/methods_cost.json")
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    results = {}
+    for name in a.models:
+        model = _load(name)
+        for methods in (DEFAULT_METHODS, ALL_ONE_PASS):
+            gallery_s(model, methods)  # warm-up
+        four, every = [], []
+        for _ in range(a.repeats):
+            four.append(gallery_s(model, DEFAULT_METHODS))
+            every.append(gallery_s(model, ALL_ONE_PASS))
+        f, e = statistics.median(four), statistics.median(every)
+        row = {"four_ms": round(1000 * f, 1), "all_one_pass_ms": round(1000 * e, 1),
+               "overhead_pct": round(100 * (e / f - 1), 1),
+               "four_min_ms": round(1000 * min(four), 1),
+               "all_one_pass_min_ms": round(1000 * min(every), 1),
+               "overhead_min_pct": round(100 * (min(every) / min(four) - 1), 1),
+               "all_one_pass": list(ALL_ONE_PASS),
+               "per_method_ms": per_method_ms(model),
+               "score_cam": [score_cam(model, d, k) for d in a.score_depths for k in (1, 3)]}
+        results[name] = row
+        print(name, json.dumps(row), flush=True)
+    with open(a.out, "w") as fh:
+        json.dump({"threads": 1, "torch": torch.__version__, "results": results}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
