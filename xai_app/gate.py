@@ -35,6 +35,7 @@ from xai.images import FITS, header_size
 from xai.layers import MODES
 
 from . import service
+from .choices import COLORMAPS, LAYER_ROWS, MAX_LAYER_CHARS
 from .insights import MAX_FAITH_STEPS
 from .storage import RunStore
 
@@ -104,17 +105,36 @@ def _flag(name: str) -> Callable[[Any], None]:
     return check
 
 
+def _opacity(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0.0 <= value <= 1.0):
+        raise BadRequest(f"opacity must be a number from 0 to 1, not {service.shown(value)}")
+
+
+def _models(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value) or not (
+            2 <= len(value) <= 3):
+        raise BadRequest(f"models must be a list of 2 or 3 model names, not "
+                         f"{service.shown(value)}")
+
+
 CHECKS: dict[str, Callable[[Any], None]] = {
     "model": _text("model", "a model name"), "mode": _choice("mode", MODES), "methods": _methods,
     "target": _target, "top_k": _whole("top_k", 1, service.MAX_TOP_K, optional=True),
     "guided": _flag("guided"), "fit": _choice("fit", FITS),
     "steps": _whole("steps", 4, MAX_FAITH_STEPS), "sanity": _flag("sanity"),
+    "opacity": _opacity, "colormap": _choice("colormap", COLORMAPS),
+    "layer_row": _choice("layer_row", tuple(v for _, v in LAYER_ROWS)),
+    "layer": _text("layer", "a module name or conv:N", MAX_LAYER_CHARS), "models": _models,
+    "method": _choice("method", tuple(m for _, m in service.METHOD_CHOICES)),
 }
 ENDPOINTS: dict[str, tuple[str, ...]] = {
-    "explain": ("image", "model", "mode", "methods", "target", "top_k", "guided", "fit"),
-    "predict": ("image", "model"),
+    "explain": ("image", "model", "mode", "methods", "target", "top_k", "guided", "fit",
+                "opacity", "colormap", "layer_row", "layer"),
+    "predict": ("image", "model", "fit"),
     "layers": ("model", "mode"),
     "embeddings": ("image", "model", "mode", "methods", "target", "fit", "steps", "sanity"),
+    "compare": ("image", "models", "mode", "method", "target", "fit"),
     "models": (),
 }
 

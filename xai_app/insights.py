@@ -40,14 +40,21 @@ class InsightRun:
 
 
 def _insights(name: str, image, methods: list[str], mode: str, targets, fit: str,
-              n_steps: int, sanity: bool) -> InsightRun:
+              n_steps: int, sanity: bool, on_step=None) -> InsightRun:
+    step = on_step or (lambda fraction, text: None)
     model = CACHE.get(name)
+    step(0.05, "explaining the image (one forward, one backward)")
     result = xai.explain(model, image, methods, DEPTHS, mode=mode, targets=targets, fit=fit,
                          keep_activations=True)  # the embeddings reuse this forward
     grids = [(feature_grid(result, d, k=16, cols=4, tile=96),
               f"{d}: {result.layer(d).name} · top 16 channels") for d in result.depths]
+    step(0.15, f"scoring {len(result.depths) * len(result.panel_methods)} panels and 3 "
+               f"baselines: deletion and insertion, {n_steps} steps each")
     table = score_explanation(model, result, n_steps=n_steps)
+    if sanity:
+        step(0.75, "sanity check: re-initialising the model top-down")
     report = sanity_check(model, result) if sanity else None
+    step(1.0, "drawing")
     return InsightRun(result, embedding_figure(result), grids, table, report)
 
 
@@ -56,7 +63,8 @@ compute_insights = _gpu(_insights)
 
 def insights(name: object, image, *, mode: object = "stages",
              methods=xai.DEFAULT_METHODS, target: object = TOP1, fit: object = "crop",
-             n_steps: object = DEFAULT_FAITH_STEPS, sanity: bool = True) -> InsightRun:
+             n_steps: object = DEFAULT_FAITH_STEPS, sanity: bool = True,
+             on_step=None) -> InsightRun:
     """Validate, then embeddings + channel grids + faithfulness (+ sanity) for one target."""
     name, mode, fit, method_names = check_request(name, image, mode, methods, fit)
     targets, _ = parse_targets(target, 1)
@@ -66,7 +74,8 @@ def insights(name: object, image, *, mode: object = "stages",
         raise XaiError(f"steps must be a whole number, not {str(n_steps)[:40]!r}") from None
     if not 4 <= steps <= MAX_FAITH_STEPS:
         raise XaiError(f"steps must be in 4..{MAX_FAITH_STEPS}")
-    return compute_insights(name, image, method_names, mode, targets, fit, steps, bool(sanity))
+    return compute_insights(name, image, method_names, mode, targets, fit, steps, bool(sanity),
+                            on_step)
 
 
 def faithfulness_rows(table: FaithfulnessTable) -> list[list[str]]:
