@@ -26,11 +26,13 @@ MAX_LAYER_CHARS = 200
 
 
 def model_status(name: str) -> str:
-    """"loaded", "bundled", "cached" (weights on disk) or "download" (weights needed)."""
+    """"loaded", "bundled", "registered", "cached" (weights on disk) or "download"."""
     if name in service.CACHE:
         return "loaded"
-    if name in registered_models():
+    if name == xai.DEFAULT_MODEL:
         return "bundled"
+    if name in registered_models():
+        return "registered"
     try:
         import timm
         from huggingface_hub import try_to_load_from_cache
@@ -48,9 +50,9 @@ def model_status(name: str) -> str:
 def model_choices() -> list[tuple[str, str]]:
     """(title with readiness, name) for every offered model."""
     words = {"loaded": "ready (loaded)", "bundled": "ready (bundled, offline)",
-             "cached": "ready (weights cached)",
+             "cached": "ready (weights cached)", "registered": "ready (registered here)",
              "download": "not available offline" if offline() else "downloads weights once"}
-    return [(f"{service.MODEL_TITLES.get(n, n)} · {words[model_status(n)]}", n)
+    return [(f"{model_title(n)} · {words[model_status(n)]}", n)
             for n in service.offered_models()]
 
 

@@ -82,6 +82,8 @@ def wire(demo: gr.Blocks, inputs: Inputs, run: gr.Button, out: dict[str, Any], l
     image.clear(events.cleared, None, outputs, queue=False, **private)
     fit.input(events.on_settings, [image, model, fit, target], [out["predictions"], target],
               show_progress="minimal", **compute, **private)
+    demo.load(events.on_settings, [image, model, fit, target], [out["predictions"], target],
+              queue=False, **private)
     target.input(events.check_target, [target, model], target, queue=False, **private)
 
     # a model change: loaded (or back to the last one that worked, in one sentence), then
