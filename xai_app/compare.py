@@ -116,7 +116,8 @@ def compare_tab(inputs: Inputs, limit: int) -> None:
                               value="gradcam", label="Method", scale=2)
             go = gr.Button("Compare", variant="secondary", elem_id="xai-compare-run",
                            scale=1)
-        picture = gr.Image(label="Models side by side", type="filepath", format="png",
+        picture = gr.Image(label="Models side by side", show_label=False, type="filepath",
+                           format="png",
                            interactive=False, elem_id="xai-compare-sheet",
                            buttons=["download", "fullscreen"])
         table = gr.Dataframe(headers=COMPARE_HEADERS, interactive=False, wrap=True,

@@ -185,6 +185,7 @@ def cleared() -> tuple:
 def switch_model(model: str, last_good: str) -> tuple:
     """Load the chosen model. If it cannot be loaded: one sentence (a warning), back to the
     last model that worked, and the outputs cleared. Returns (dropdown, last good, outputs)."""
+    log.info("model switch: %r (last working: %r)", model, last_good)
     try:
         name = service.check_model(model)
         service.CACHE.get(name)

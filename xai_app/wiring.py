@@ -88,7 +88,7 @@ def wire(demo: gr.Blocks, inputs: Inputs, run: gr.Button, out: dict[str, Any], l
 
     # a model change: loaded (or back to the last one that worked, in one sentence), then
     # its predictions, targets, layers and layer names
-    switched = model.input(events.switch_model, [model, last_good],
+    switched = model.change(events.switch_model, [model, last_good],
                            [model, last_good, *outputs], show_progress="minimal", **compute,
                            **private)
     switched.then(events.on_settings, [image, model, fit, target],
