@@ -334,10 +334,11 @@ def test_every_bad_parameter_gets_a_message_that_names_it(url, capsys):
         data[index] = value
         table.append((name, assert_message(*call(url, data), *expected)))
     good = request(cat)
-    for data, name in ((good[:3], "too few"), ([], "no"), (good + ["extra"], "too many")):
+    too_many = good + [0.5, "jet", "none", "", "extra"]
+    for data, name in ((good[:3], "too few"), ([], "no"), (too_many, "too many")):
         table.append((f"{name} arguments", assert_message(
-            *call(url, data), "/explain takes 8 arguments (image, model, mode, methods, "
-            "target, top_k, guided, fit), not")))
+            *call(url, data), "/explain takes 8 to 12 arguments (image, model, mode, methods, "
+            "target, top_k, guided, fit; optional: opacity, colormap, layer_row, layer), not")))
     assert_message(*call(url, ["efficientnet_lite0"], "layers"), "/layers takes 2 arguments")
     assert_message(*call(url, [cat, "efficientnet_lite0", "stages", ["gradcam"], "top-1",
                                "crop", 1000, False], "embeddings"),

@@ -137,6 +137,11 @@ ENDPOINTS: dict[str, tuple[str, ...]] = {
     "compare": ("image", "models", "mode", "method", "target", "fit"),
     "models": (),
 }
+# trailing parameters a call may leave out (calls made before they existed keep working)
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "explain": {"opacity": 0.5, "colormap": "jet", "layer_row": "none", "layer": ""},
+    "predict": {"fit": "crop"},
+}
 
 
 async def check_call(api_name: str | None, inputs: Any, uploads: Path, store: RunStore,
@@ -152,10 +157,8 @@ async def check_call(api_name: str | None, inputs: Any, uploads: Path, store: Ru
         if not images or not isinstance(inputs, list):
             return inputs, []
         params = tuple("image" if i in images else "" for i in range(len(inputs)))
-    elif not isinstance(inputs, list) or len(inputs) != len(params):
-        got = len(inputs) if isinstance(inputs, list) else service.shown(inputs)
-        raise BadRequest(f"/{api_name} takes {len(params)} arguments ({', '.join(params)}), "
-                         f"not {got}")
+    else:
+        inputs = _with_defaults(api_name or "", params, inputs)
     made: list[Path] = []
     try:
         out = []
@@ -169,6 +172,20 @@ async def check_call(api_name: str | None, inputs: Any, uploads: Path, store: Ru
     except BaseException:
         store.release(made)
         raise
+
+
+def _with_defaults(api_name: str, params: tuple[str, ...], inputs: Any) -> list[Any]:
+    """``inputs`` with the left-out trailing optional parameters filled in; BadRequest for
+    another number of arguments."""
+    optional = DEFAULTS.get(api_name, {})
+    least = len(params) - len(optional)
+    if isinstance(inputs, list) and least <= len(inputs) <= len(params):
+        return inputs + [optional[name] for name in params[len(inputs):]]
+    got = len(inputs) if isinstance(inputs, list) else service.shown(inputs)
+    count = f"{least} to {len(params)}" if optional else str(len(params))
+    names = ", ".join(params[:least]) + (f"; optional: {', '.join(optional)}" if optional
+                                          else "")
+    raise BadRequest(f"/{api_name} takes {count} arguments ({names}), not {got}")
 
 
 async def image_input(value: Any, uploads: Path, store: RunStore, made: list[Path]) -> Any:
