@@ -18,6 +18,7 @@ import json
 import re
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 DEFAULT_APP = "http://127.0.0.1:7860"
@@ -93,9 +94,9 @@ def _save(args: argparse.Namespace, gallery, top5, table, manifest, sheet, archi
     shutil.copyfile(sheet, args.out / Path(sheet).name)
     shutil.copyfile(archive, args.out / Path(archive).name)
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    (args.out / "raw").mkdir(exist_ok=True)
-    for path in raw or []:  # float32 maps: numpy.load(path)
-        shutil.copyfile(path, args.out / "raw" / Path(path).name)
+    with zipfile.ZipFile(archive) as zf:  # float32 maps (numpy.load): image and feature-map size
+        names = [n for n in zf.namelist() if n.startswith("raw/") and n.endswith(".npy")]
+        zf.extractall(args.out, members=names)
 
     print(f"top-5 predictions of {args.model} for {args.image}:")
     for c in top5["confidences"]:
@@ -103,7 +104,7 @@ def _save(args: argparse.Namespace, gallery, top5, table, manifest, sheet, archi
     print("layers:")
     for row in table["data"]:
         print("  " + " · ".join(str(v) for v in row[:5]))
-    print(f"{len(gallery)} overlays, {len(raw or [])} raw maps (.npy), the labelled gallery "
+    print(f"{len(gallery)} overlays, {len(names)} raw maps (raw/*.npy), the labelled gallery "
           f"and the ZIP saved to {args.out}/")
 
 

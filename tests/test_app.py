@@ -163,7 +163,7 @@ def test_gallery_comes_first_and_the_files_are_whole_when_offered(url: str, tmp_
     final = job.result(timeout=300)
     first, *_ = job.outputs()
     assert len(first[0]) == 18 and first[4] is None and first[5] is None  # 2 x 3 x 3 panels
-    assert first[6] is None and len(final[6]) == 18 + 12  # raw maps: Guided has no fmap
+    assert first[6] is None and len(final[6]) == 12  # feature-map maps (Guided has none)
     assert [item["caption"] for item in first[0]] == [item["caption"] for item in final[0]]
     sheet, archive = Path(final[4]["path"]), Path(final[5]["path"])
     zipped = httpx.get(final[5]["url"], timeout=30).content  # fetched right after the answer
@@ -172,6 +172,7 @@ def test_gallery_comes_first_and_the_files_are_whole_when_offered(url: str, tmp_
         assert zf.testzip() is None
         listed = json.loads(zf.read("manifest.json"))
         assert len(zf.namelist()) == 2 + len(listed["files"]["overlays"]) + 30 == 2 + 18 + 30
+        # raw maps: 18 at image size, 12 at feature-map size (Guided Grad-CAM has none)
     with Image.open(sheet) as img:
         img.load()
     assert not list(sheet.parent.glob("*.part"))

@@ -82,8 +82,8 @@ def explain(image: str | None, model: str, mode: str, methods: list[str], target
     mode: "stages" or "convs"; fit: "crop" or "full"; opacity (0-1) and colormap style the
     overlays; layer (a module name or conv:N) replaces the row layer_row (first, middle,
     last) or adds one (extra). Returns gallery items (image, caption), top-5, layer table,
-    manifest, labelled sheet, ZIP (PNG maps, raw .npy maps, image, manifest) and the raw
-    float32 .npy maps: first the gallery (the files None), then everything.
+    manifest, labelled sheet, ZIP (PNG maps, float32 .npy maps at image and feature-map size,
+    image, manifest) and the feature-map .npy files: first the gallery (files None), then all.
     """
     look, depths = _look(opacity, colormap), choices.rows(layer_row, layer)
     try:

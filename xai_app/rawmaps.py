@@ -1,5 +1,7 @@
 """Raw maps: every panel's map as a float32 ``.npy``, at the layer's feature-map resolution and
-at the explained image's size, written beside the overlays and into the run's ZIP.
+at the explained image's size, in the run's ZIP; the feature-map ones also as files beside the
+overlays (the /explain API's raw output: small, where the image-size ones would double the
+run's largest part on disk).
 
 The values are the ones the overlays colour: ReLU'd and min-max scaled to [0, 1] per map
 (pytorch-grad-cam's ``scale_cam_image``); the image-size map is the feature-map one enlarged
@@ -39,11 +41,13 @@ def feature_map(result: Explanation, method: str, depth: str, target: int) -> np
 
 
 def raw_bytes(result: Explanation) -> int:
-    """An upper bound of the raw maps' bytes (files plus their ZIP copies)."""
+    """An upper bound of the raw maps' bytes: image size in the ZIP (deflate never grows a
+    file by more than 1 %), feature maps in the ZIP and as files; 256 bytes of headers each."""
     h, w = result.image.shape[:2]
-    per_panel = 4 * h * w + 4 * 64 * 64 + 2 * 256  # image size, feature map (<= 64²), headers
-    n = len(result.targets) * len(result.depths) * len(result.panel_methods)
-    return 2 * n * per_panel
+    fmaps = sum(4 * result.layer(d).shape[-1] * result.layer(d).shape[-2] + 256
+                for d in result.depths)
+    n = len(result.targets) * len(result.panel_methods)
+    return int(n * len(result.depths) * (4.04 * h * w + 512) + 2 * n * fmaps)
 
 
 def entries(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -62,7 +66,8 @@ def entries(manifest: dict[str, Any]) -> list[dict[str, Any]]:
 
 def write(result: Explanation, manifest: dict[str, Any], folder: Path,
           zf: zipfile.ZipFile) -> list[Path]:
-    """Write every raw map listed by :func:`entries` into ``folder`` and ``zf``; their paths."""
+    """Write every raw map listed by :func:`entries` into ``zf``, and the feature-map ones
+    into ``folder`` too; the paths of those files."""
     paths = []
     for entry in manifest["files"]["overlays"]:
         raw = entry.get("raw") or {}
@@ -73,8 +78,9 @@ def write(result: Explanation, manifest: dict[str, Any], folder: Path,
         for kind, arr in arrays.items():
             data = npy_bytes(arr)
             zf.writestr(raw[kind], data)
-            path = folder / raw[kind]
-            path.parent.mkdir(exist_ok=True)
-            path.write_bytes(data)
-            paths.append(path)
+            if kind == "feature_map":
+                path = folder / raw[kind]
+                path.parent.mkdir(exist_ok=True)
+                path.write_bytes(data)
+                paths.append(path)
     return paths

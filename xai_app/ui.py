@@ -5,7 +5,7 @@ Named API endpoints (``gradio_client``: ``client.predict(..., api_name="/explain
 * ``explain(image, model, mode, methods, target, top_k, guided, fit, opacity, colormap,
   layer_row, layer)`` -> gallery items (JPEG + caption), top-5 predictions, layer table,
   manifest, labelled gallery JPEG, ZIP (greyscale PNG and raw .npy maps, image, manifest),
-  raw maps (float32 .npy files)
+  raw maps at feature-map resolution (float32 .npy files)
 * ``predict(image, model, fit)`` -> top-5 predictions
 * ``layers(model, mode)`` -> the resolved first/middle/last layers (table)
 * ``embeddings(...)``, ``compare(image, models, mode, method, target, fit)`` (other tabs)
@@ -146,7 +146,8 @@ def _outputs(inputs: Inputs, limit: int) -> dict[str, Any]:
                                         interactive=False, wrap=True, elem_id="xai-layers")
         with gr.Tab("Manifest & raw maps", id="manifest"):
             out["manifest"] = gr.JSON(label="manifest.json")
-            out["raw"] = gr.File(label="Raw maps (float32 .npy: image size and feature map)",
+            out["raw"] = gr.File(label="Raw maps at feature-map resolution (float32 .npy; "
+                                 "the ZIP has them at image size too)",
                                  file_count="multiple", interactive=False, elem_id="xai-raw")
         embeddings_tab(inputs, limit)
         compare_tab(inputs, limit)

@@ -15,7 +15,7 @@ client = Client("http://127.0.0.1:7860")          # or a Space id, "owner/space"
 gallery, top5, table, manifest, sheet, zip_path, raw = client.predict(
     handle_file("examples/cat.png"), "efficientnet_lite0", api_name="/explain")
 print(top5["label"], [item["caption"] for item in gallery])
-maps = {Path(p).name: numpy.load(p) for p in raw}  # float32 maps, image size and feature map
+fmaps = [numpy.load(p) for p in raw]   # float32 maps at feature-map size (ZIP: raw/, both sizes)
 ```
 Endpoints: `explain(image, model, mode, methods, target, top_k, guided, fit, opacity,
 colormap, layer_row, layer)`, `predict(image, model, fit)`, `layers(model, mode)`,
