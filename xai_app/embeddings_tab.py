@@ -52,4 +52,5 @@ def embeddings_tab(inputs: Inputs, limit: int) -> None:
     go.click(embeddings, inputs=[inputs.image, inputs.model, inputs.mode, inputs.methods,
                                  inputs.target, inputs.fit, steps, sanity],
              outputs=[figure, channels, table, verdicts], api_name="embeddings",
+             show_progress_on=[figure],
              concurrency_id="compute", concurrency_limit=limit)
