@@ -177,3 +177,15 @@ def test_model_words_and_rows():
     assert rows("last", "blocks.5") == ("first", "middle", "blocks.5")
     with pytest.raises(xai.LayerError):
         rows("sideways", "blocks.5")
+
+
+def test_layer_choices_come_from_the_layer_table():
+    from xai_app import service
+    from xai_app.choices import layer_choices
+
+    service.CACHE.get("efficientnet_lite0")
+    names = layer_choices("efficientnet_lite0", "stages")
+    stages = [row[1] for row in service.layer_rows(service.resolved_layers(
+        "efficientnet_lite0", "stages"))]
+    assert set(stages) <= set(names) and "conv:1" in names and "conv:49" in names
+    assert layer_choices("not_loaded_model", "stages") == []

@@ -144,6 +144,7 @@ class Inputs:
     colormap: gr.Dropdown
     layer_row: gr.Dropdown
     layer: gr.Dropdown
+    examples_slot: gr.Column  # where the examples go (below the image)
 
     def as_list(self) -> list[gr.components.Component]:
         return [self.image, self.model, self.mode, self.methods, self.target, self.top_k,

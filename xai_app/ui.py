@@ -120,10 +120,8 @@ def _inputs(offered: list[str]) -> Inputs:
                 label="Layer: module name or conv:N", min_width=160, elem_id="xai-layer",
                 info="from the Layers tab, or any module"),
                 "a module name (e.g. 'blocks.3'), 'conv:N' or a fraction in [0, 1]")
-    inputs = Inputs(image, model, mode, methods, target, top_k, guided, fit, opacity,
-                    colormap, layer_row, layer)
-    inputs.examples_slot = slot  # type: ignore[attr-defined]
-    return inputs
+    return Inputs(image, model, mode, methods, target, top_k, guided, fit, opacity, colormap,
+                  layer_row, layer, slot)
 
 
 def _outputs(inputs: Inputs, limit: int) -> dict[str, Any]:
