@@ -42,7 +42,8 @@ def embeddings_tab(inputs: Inputs, limit: int) -> None:
             go = gr.Button("Compute", variant="secondary", elem_id="xai-embeddings-run")
         figure = gr.Image(label="Embedding maps (PC1-3 as RGB)", type="filepath", format="png",
                           interactive=False, elem_id="xai-embedding-maps")
-        channels = gr.Gallery(label="Most active channels per layer", columns=3, format="png",
+        channels = gr.Gallery(label="Most active channels per layer", show_label=False,
+                              columns=3, format="png",
                               object_fit="contain", height="auto", interactive=False,
                               elem_id="xai-channels", buttons=["download", "fullscreen"])
         table = gr.Dataframe(headers=insights.FAITH_HEADERS, interactive=False, wrap=True,
