@@ -1,49 +1,24 @@
 """The app as a person uses it: headless Chromium (Debian's package, driven by Playwright for
 Python) opens the local app and goes through each flow a user relies on: upload and Explain,
 an example after Guided Grad-CAM, a new image's targets, a phone-width screen, a model that
-cannot load, the target on screen, the raw maps in the ZIP and the Compare tab. Screenshots go
-to $XAI_SCREENSHOT_DIR (else pytest's tmp) and are kept as test artefacts."""
+cannot load, the target on screen and the raw maps in the ZIP (the other tabs:
+test_browser_tabs.py). Screenshots go to $XAI_SCREENSHOT_DIR (else pytest's tmp) and are kept
+as test artefacts."""
 
 from __future__ import annotations
 
 import io
 import os
 import re
-import shutil
 import zipfile
-from pathlib import Path
 
 import numpy as np
-import pytest
 from app_server import ROOT, running_app
 
-CHROMIUM = os.environ.get("XAI_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 CAPTION = re.compile(r"^(Grad-CAM|Grad-CAM\+\+|Eigen-CAM|XGrad-CAM|Guided Grad-CAM) · "
                      r"(first|middle|last) · [\w.]+ · \d+×\d+×\d+ · [\w ,'-]+ \d+%$")
 CAPTIONS = "#xai-gallery .caption-label"
 EXAMPLE = {"cat": 0, "coffee": 1, "rocket": 2, "cat_and_coffee": 3}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="Playwright for Python is not installed")
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium); the browser "
-                    "test needs Debian's package because a browser download is not possible")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    out = Path(os.environ.get("XAI_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screens"))
-    out.mkdir(parents=True, exist_ok=True)
-    return out
 
 
 def open_app(browser, width: int = 1440, height: int = 1000):
@@ -255,42 +230,4 @@ def test_the_zip_holds_raw_float32_maps(browser, shots):
                                                and "fmap" not in n))))
     assert fmap.dtype == np.float32 and fmap.shape == (7, 7)
     assert full.dtype == np.float32 and full.shape[0] > 100 and 0 <= full.min() < full.max() <= 1
-    page.close()
-
-
-@pytest.fixture
-def random_weight_models():
-    """DenseNet121 and Inception v3 with random weights (no download), registered by name."""
-    import timm
-
-    import xai
-
-    names = {"densenet121": (224, 224), "inception_v3": (299, 299)}
-    for name, size in names.items():
-        xai.register_model(name, lambda pretrained, n=name: timm.create_model(
-            n, pretrained=False), input_size=size)
-    yield list(names)
-    for name in names:
-        xai.unregister_model(name)
-
-
-def test_compare_tab_runs_three_models_offline(browser, shots, random_weight_models):
-    page = open_app(browser)
-    upload(page, "cat.png", "tabby")
-    page.get_by_role("tab", name="Compare models").click()
-    picker = page.locator("#xai-compare-models input")
-    for title in ("DenseNet121", "Inception v3"):
-        picker.click()
-        page.locator("#xai-compare-models [role=option]", has_text=title).click()
-    page.keyboard.press("Escape")
-    page.locator("#xai-compare-run").click()
-    page.locator("#xai-compare-sheet img").wait_for()
-    table = page.locator("#xai-compare-table")
-    table.get_by_text("inception_v3").first.wait_for()
-    text = table.inner_text()
-    order = [text.index(m) for m in ("efficientnet_lite0", "densenet121", "inception_v3")]
-    assert order == sorted(order)
-    # each model at its own first/middle/last: Inception's last is Mixed_7c, DenseNet's norm5
-    assert "Mixed_7c" in text and "features.norm5" in text and "bn2" in text
-    page.screenshot(path=str(shots / "compare.png"), full_page=True)
     page.close()
