@@ -189,3 +189,16 @@ def test_layer_choices_come_from_the_layer_table():
         "efficientnet_lite0", "stages"))]
     assert set(stages) <= set(names) and "conv:1" in names and "conv:49" in names
     assert layer_choices("not_loaded_model", "stages") == []
+
+
+def test_a_model_that_cannot_load_goes_back_in_one_sentence(recwarn):
+    from xai_app import events
+
+    typed = events.switch_model("resnet_typo", "efficientnet_lite0")
+    failed = events.switch_model("resnet152", "efficientnet_lite0")  # offline: no weights
+    for answer in (typed, failed):
+        dropdown, last_good, *outputs = answer
+        assert dropdown.value == "efficientnet_lite0" and last_good == "efficientnet_lite0"
+        assert outputs[0] == [] and all(o in ({}, None) for o in outputs[1:])  # cleared
+    works = events.switch_model("efficientnet_lite0", "efficientnet_lite0")
+    assert works[1] == "efficientnet_lite0"
