@@ -74,7 +74,8 @@ def panels(result: Explanation, target: int | str | None = None, alpha: float = 
 
 def colour_bar(canvas: Image.Image, at: tuple[int, int], width: int, colormap: str = "jet"
                ) -> None:
-    """Draw the map scale at ``at``: the colormap from 0 (left) to 1, labelled, 40 px high."""
+    """Draw the map scale at ``at``: the colormap from 0 (left) to 1 as a 12 px strip, its
+    labels below (28 px in all)."""
     x, y = at
     strip = colorize(np.tile(np.linspace(0, 1, width, dtype=np.float32), (12, 1)), colormap)
     canvas.paste(Image.fromarray(strip), (x, y))
