@@ -105,7 +105,7 @@ def _inputs(offered: list[str]) -> Inputs:
         guided = gr.Checkbox(value=False, label="Guided Grad-CAM", min_width=120)
         fit = gr.Radio(choices=[("centre crop", "crop"), ("whole image", "full")],
                        value="crop", label="Fit", min_width=160)
-    with gr.Accordion("Overlay and layers", open=False):
+    with gr.Accordion("Overlay and layers (used by the next Explain)", open=False):
         with gr.Row():
             opacity = gr.Slider(0, 1, value=0.5, step=0.05, label="Overlay opacity",
                                 min_width=160, elem_id="xai-opacity")
