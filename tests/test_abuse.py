@@ -334,10 +334,11 @@ def test_every_bad_parameter_gets_a_message_that_names_it(url, capsys):
         data[index] = value
         table.append((name, assert_message(*call(url, data), *expected)))
     good = request(cat)
-    for data, name in ((good[:3], "too few"), ([], "no"), (good + ["extra"], "too many")):
+    too_many = good + [0.5, "jet", "none", "", "extra"]
+    for data, name in ((good[:3], "too few"), ([], "no"), (too_many, "too many")):
         table.append((f"{name} arguments", assert_message(
-            *call(url, data), "/explain takes 8 arguments (image, model, mode, methods, "
-            "target, top_k, guided, fit), not")))
+            *call(url, data), "/explain takes 8 to 12 arguments (image, model, mode, methods, "
+            "target, top_k, guided, fit; optional: opacity, colormap, layer_row, layer), not")))
     assert_message(*call(url, ["efficientnet_lite0"], "layers"), "/layers takes 2 arguments")
     assert_message(*call(url, [cat, "efficientnet_lite0", "stages", ["gradcam"], "top-1",
                                "crop", 1000, False], "embeddings"),
@@ -362,13 +363,14 @@ def _rss_mib() -> float:
         return next(int(line.split()[1]) / 1024 for line in fh if line.startswith("VmRSS:"))
 
 
-SOAK_REQUESTS, SOAK_SECONDS, SOAK_BUDGET = 8, 120, 100 * 10**6
+SOAK_REQUESTS, SOAK_SECONDS, SOAK_BUDGET = 8, 120, 300 * 10**6
 
 
 def test_soak_worst_case_requests_stay_within_budget_and_memory(url, tmp_path, monkeypatch,
                                                                   capsys):
-    """Large image, top-5, Guided, every method, under a 100 MB budget (each run reserves its
-    worst-case bound, ~46 MB, before it is written); refused requests in between."""
+    """Large image, top-5, Guided, every method, under a 300 MB budget (each run reserves its
+    worst-case bound, ~132 MB with the raw float32 maps, before it is written); refused
+    requests in between."""
     import gradio as gr
 
     rng = np.random.default_rng(3)
@@ -388,7 +390,7 @@ def test_soak_worst_case_requests_stay_within_budget_and_memory(url, tmp_path, m
         kind, out = call(url, worst)
         assert kind == "complete" and len(out[0]) == 75, (kind, str(out)[:300])
         run_bytes = storage.folder_bytes(Path(out[5]["path"]).parent)
-        assert run_bytes <= 300 * 10**6 / 12, run_bytes  # 12 such requests: at most 300 MB
+        assert run_bytes <= 10**9 / 12, run_bytes  # 12 such requests fit the default 1 GB
         assert_message(*call(url, bad[i % len(bad)]))  # refused, in between
         used.append(storage.STORE.used())
         assert used[-1] <= SOAK_BUDGET, used

@@ -25,7 +25,7 @@ CAT = str(ROOT / "examples" / "cat.png")
 OFFERED = ["efficientnet_lite0", "densenet121", "resnet152", "inception_v3", "resnet50",
            "convnext_tiny", "vit_base_patch16_224"]
 CAPTION = re.compile(r"^(Grad-CAM|Grad-CAM\+\+|Eigen-CAM|XGrad-CAM) · (first|middle|last) · "
-                     r"[\w.]+ · \d+×\d+×\d+$")
+                     r"[\w.]+ · \d+×\d+×\d+ · [\w ]+ \d+%$")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -51,14 +51,21 @@ def cat_explained(client: Client):
 
 def test_named_endpoints_and_argument_names(client: Client):
     info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/explain", "/predict", "/layers", "/models"} <= set(info)
+    assert {"/explain", "/predict", "/layers", "/models", "/embeddings", "/compare"} == set(info)
     names = {ep: [p["parameter_name"] for p in info[ep]["parameters"]] for ep in info}
     assert names["/explain"] == ["image", "model", "mode", "methods", "target", "top_k",
-                                 "guided", "fit"]
-    assert names["/predict"] == ["image", "model"]
+                                 "guided", "fit", "opacity", "colormap", "layer_row", "layer"]
+    assert names["/predict"] == ["image", "model", "fit"]
     assert names["/layers"] == ["model", "mode"]
+    assert names["/compare"] == ["image", "models", "mode", "method", "target", "fit"]
     assert names["/models"] == []
-    assert len(info["/explain"]["returns"]) == 6
+    assert len(info["/explain"]["returns"]) == 7
+    # the target is any text (a class of the model), not the choices of the moment
+    target = next(p for p in info["/explain"]["parameters"] if p["parameter_name"] == "target")
+    assert target["python_type"]["type"] == "str"
+    # every output is named by its label (none is value_N)
+    labels = [r["label"] for ep in info.values() for r in ep["returns"]]
+    assert not [x for x in labels if re.fullmatch(r"value_\d+", x)], labels
 
 
 def test_models_endpoint(client: Client):
@@ -89,7 +96,7 @@ def test_layers_endpoint(client: Client):
 
 
 def test_explain_returns_twelve_captioned_panels_and_a_zip_of_maps(cat_explained):
-    gallery, top5, table, manifest, sheet, archive = cat_explained
+    gallery, top5, table, manifest, sheet, archive, raw = cat_explained
     assert len(gallery) == 12
     captions = [item["caption"] for item in gallery]
     assert all(CAPTION.match(c) for c in captions), captions
@@ -97,7 +104,9 @@ def test_explain_returns_twelve_captioned_panels_and_a_zip_of_maps(cat_explained
     assert [c.split(" · ")[1] for c in captions] == ["first"] * 4 + ["middle"] * 4 + ["last"] * 4
     assert [c.split(" · ")[0] for c in captions[:4]] == ["Grad-CAM", "Grad-CAM++", "Eigen-CAM",
                                                         "XGrad-CAM"]
-    assert captions[-1].endswith("· bn2 · 1280×7×7")
+    assert captions[-1].startswith("XGrad-CAM · last · bn2 · 1280×7×7 · ")
+    target = manifest["targets"][0]
+    assert all(c.endswith(f" · {target['label']} {target['probability']:.0%}") for c in captions)
     pictures = []
     for item in gallery:
         data = Path(item["image"]).read_bytes()
@@ -119,7 +128,9 @@ def test_explain_returns_twelve_captioned_panels_and_a_zip_of_maps(cat_explained
         assert infos["manifest.json"].compress_type == zipfile.ZIP_DEFLATED
         assert listed["app"]["model"] == "efficientnet_lite0"
         maps = [o["map"] for o in listed["files"]["overlays"]]
-        assert len(set(maps)) == 12 and set(maps) | {"manifest.json", "image.png"} == set(infos)
+        npys = [f for o in listed["files"]["overlays"] for f in o["raw"].values()]
+        assert len(set(maps)) == 12 and len(set(npys)) == 24
+        assert set(maps) | set(npys) | {"manifest.json", "image.png"} == set(infos)
         image = np.asarray(Image.open(io.BytesIO(zf.read("image.png"))))
         assert list(image.shape[1::-1]) == manifest["image_size"]
         # every panel is the image blended with its map: the ZIP holds no picture twice
@@ -152,6 +163,7 @@ def test_gallery_comes_first_and_the_files_are_whole_when_offered(url: str, tmp_
     final = job.result(timeout=300)
     first, *_ = job.outputs()
     assert len(first[0]) == 18 and first[4] is None and first[5] is None  # 2 x 3 x 3 panels
+    assert first[6] is None and len(final[6]) == 12  # feature-map maps (Guided has none)
     assert [item["caption"] for item in first[0]] == [item["caption"] for item in final[0]]
     sheet, archive = Path(final[4]["path"]), Path(final[5]["path"])
     zipped = httpx.get(final[5]["url"], timeout=30).content  # fetched right after the answer
@@ -159,7 +171,8 @@ def test_gallery_comes_first_and_the_files_are_whole_when_offered(url: str, tmp_
     with zipfile.ZipFile(io.BytesIO(zipped)) as zf:
         assert zf.testzip() is None
         listed = json.loads(zf.read("manifest.json"))
-        assert len(zf.namelist()) == 2 + len(listed["files"]["overlays"]) == 2 + 18
+        assert len(zf.namelist()) == 2 + len(listed["files"]["overlays"]) + 30 == 2 + 18 + 30
+        # raw maps: 18 at image size, 12 at feature-map size (Guided Grad-CAM has none)
     with Image.open(sheet) as img:
         img.load()
     assert not list(sheet.parent.glob("*.part"))

@@ -91,7 +91,7 @@ def assert_app_error(exc: BaseException, expected: str = "") -> str:
 
 
 def good_request_works(client: Client) -> None:
-    *_, manifest, _sheet, _zip = call(client, EXAMPLES / "cat.png")
+    *_, manifest, _sheet, _zip, _raw = call(client, EXAMPLES / "cat.png")
     assert manifest["predictions"][0]["label"] in CAT_CLASSES
 
 
@@ -122,13 +122,13 @@ APP_GOOD = ("gray16.png", "rgba_transparent.png", "cmyk.jpg", "exif_orientation6
 def test_app_gives_correct_results_for_good_files(client, files):
     for name in APP_GOOD:
         _data, (w, h), _check = good_files()[name]
-        *_, manifest, _sheet, _zip = call(client, files[name], fit="full")
+        *_, manifest, _sheet, _zip, _raw = call(client, files[name], fit="full")
         assert manifest["image_size"] == [w, h] if max(w, h) <= 512 else max(
             manifest["image_size"]) == 512, name
         assert manifest["explained_box"] == [0, 0, w, h], f"{name}: orientation and size kept"
         if name in ("gray.png", "cmyk.jpg", "exif_orientation6.jpg", "photo.webp", "palette.gif"):
             assert manifest["predictions"][0]["label"] in CAT_CLASSES, name
-    *_, manifest, _sheet, _zip = call(client, files["exif_orientation6.jpg"], fit="crop")
+    *_, manifest, _sheet, _zip, _raw = call(client, files["exif_orientation6.jpg"], fit="crop")
     assert manifest["explained_box"] == [62, 12, 237, 187], "the crop of the upright 300x200 cat"
 
 
@@ -210,7 +210,7 @@ def test_user_text_never_comes_back_as_html(client, field, value):
 def test_user_text_never_reaches_captions_or_file_names(client, tmp_path):
     evil = tmp_path / "<img src=x onerror=alert(1)>.png"
     evil.write_bytes((EXAMPLES / "cat.png").read_bytes())
-    items, top5, _table, manifest, sheet, archive = call(client, evil)
+    items, top5, _table, manifest, sheet, archive, _raw = call(client, evil)
     for item in items:
         assert not any(tag in item["caption"] for tag in UNESCAPED), item["caption"]
     for file in (sheet, archive, *(item["image"] for item in items)):
@@ -311,7 +311,7 @@ def test_sixteen_concurrent_requests_each_get_their_own_answer(
     assert health_s < 5, f"health answered in {health_s:.1f} s under load"
     assert state["calls"] == 16 and state["max"] <= ui._concurrency(), state
     for spec, want, got in zip(jobs_spec, expected, results, strict=True):
-        items, _top5, _table, manifest, _sheet, _zip = got
+        items, _top5, _table, manifest, _sheet, _zip, _raw = got
         assert manifest["model"] == spec["model"]
         assert manifest["app"]["methods"] == spec["methods"]
         assert [p["index"] for p in manifest["predictions"]] == [p.index for p in want.predictions]

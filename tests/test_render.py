@@ -36,3 +36,15 @@ def test_gallery_has_a_block_per_target_and_a_cell_per_map(bundled, cat_path):
     two = gallery(r)
     assert one.width == two.width >= 5 * PANEL
     assert two.height - one.height >= 3 * PANEL  # a second block of three rows
+
+
+def test_the_labelled_sheet_carries_the_colour_bar_of_its_colormap(bundled, cat_path):
+    from xai.render import PAD
+
+    result = xai.explain(bundled, cat_path, ["gradcam"], ["last"])
+    for colormap in ("jet", "viridis"):
+        sheet = np.asarray(gallery(result, colormap=colormap))
+        right = sheet.shape[1] - PAD - 1  # the bar's last column, 8 px down
+        low, high = colorize(np.array([0.0, 1.0], np.float32), colormap)
+        assert np.abs(sheet[14, right].astype(int) - high).max() <= 8
+        assert np.abs(sheet[14, right - 219].astype(int) - low).max() <= 8

@@ -73,6 +73,21 @@ def panels(result: Explanation, target: int | str | None = None, alpha: float = 
     return out
 
 
+def colour_bar(canvas: Image.Image, at: tuple[int, int], width: int, colormap: str = "jet"
+               ) -> None:
+    """Draw the map scale at ``at``: the colormap from 0 (left) to 1 as a 12 px strip, its
+    labels below (28 px in all)."""
+    x, y = at
+    strip = colorize(np.tile(np.linspace(0, 1, width, dtype=np.float32), (12, 1)), colormap)
+    canvas.paste(Image.fromarray(strip), (x, y))
+    draw, f = ImageDraw.Draw(canvas), font(11)
+    draw.text((x, y + 15), "0 low", fill=MUTED, font=f)
+    right = "high 1"
+    draw.text((x + width - f.getlength(right), y + 15), right, fill=MUTED, font=f)
+    mid = f"map value ({colormap})"
+    draw.text((x + (width - f.getlength(mid)) / 2, y + 15), mid, fill=MUTED, font=f)
+
+
 def _fit(text: str, fnt: ImageFont.FreeTypeFont, width: int) -> str:
     if fnt.getlength(text) <= width:
         return text
@@ -98,13 +113,15 @@ def gallery(result: Explanation, alpha: float = 0.5, colormap: str = "jet",
     canvas = Image.new("RGB", (width, height), BG)
     draw = ImageDraw.Draw(canvas)
     top5 = ", ".join(f"{p.label} {p.probability:.0%}" for p in result.predictions[:3])
-    draw.text((PAD, 8), _fit(f"{result.model} — {result.mode} — top: {top5}", head_f, width - 16),
-              fill=INK, font=head_f)
+    bar_w = 220
+    draw.text((PAD, 8), _fit(f"{result.model} — {result.mode} — top: {top5}", head_f,
+                             width - 3 * PAD - bar_w), fill=INK, font=head_f)
+    colour_bar(canvas, (width - PAD - bar_w, 8), bar_w, colormap)
     box = result.box
     draw.text((PAD, 34), _fit(f"explained region {box[2] - box[0]}×{box[3] - box[1]} at "
                               f"({box[0]}, {box[1]}) of the input; model input "
                               f"{result.input_size[1]}×{result.input_size[0]}",
-                              small_f, width - 16), fill=MUTED, font=small_f)
+                              small_f, width - 3 * PAD - bar_w), fill=MUTED, font=small_f)
     y = title_h
     for tgt in result.targets:
         draw.text((PAD, y + 2), _fit(f"target: {tgt.label} (class {tgt.index}, "

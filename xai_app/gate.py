@@ -35,6 +35,7 @@ from xai.images import FITS, header_size
 from xai.layers import MODES
 
 from . import service
+from .choices import COLORMAPS, LAYER_ROWS, MAX_LAYER_CHARS
 from .insights import MAX_FAITH_STEPS
 from .storage import RunStore
 
@@ -104,18 +105,42 @@ def _flag(name: str) -> Callable[[Any], None]:
     return check
 
 
+def _opacity(value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            0.0 <= value <= 1.0):
+        raise BadRequest(f"opacity must be a number from 0 to 1, not {service.shown(value)}")
+
+
+def _models(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(m, str) for m in value) or not (
+            2 <= len(value) <= 3):
+        raise BadRequest(f"models must be a list of 2 or 3 model names, not "
+                         f"{service.shown(value)}")
+
+
 CHECKS: dict[str, Callable[[Any], None]] = {
     "model": _text("model", "a model name"), "mode": _choice("mode", MODES), "methods": _methods,
     "target": _target, "top_k": _whole("top_k", 1, service.MAX_TOP_K, optional=True),
     "guided": _flag("guided"), "fit": _choice("fit", FITS),
     "steps": _whole("steps", 4, MAX_FAITH_STEPS), "sanity": _flag("sanity"),
+    "opacity": _opacity, "colormap": _choice("colormap", COLORMAPS),
+    "layer_row": _choice("layer_row", tuple(v for _, v in LAYER_ROWS)),
+    "layer": _text("layer", "a module name or conv:N", MAX_LAYER_CHARS), "models": _models,
+    "method": _choice("method", tuple(m for _, m in service.METHOD_CHOICES)),
 }
 ENDPOINTS: dict[str, tuple[str, ...]] = {
-    "explain": ("image", "model", "mode", "methods", "target", "top_k", "guided", "fit"),
-    "predict": ("image", "model"),
+    "explain": ("image", "model", "mode", "methods", "target", "top_k", "guided", "fit",
+                "opacity", "colormap", "layer_row", "layer"),
+    "predict": ("image", "model", "fit"),
     "layers": ("model", "mode"),
     "embeddings": ("image", "model", "mode", "methods", "target", "fit", "steps", "sanity"),
+    "compare": ("image", "models", "mode", "method", "target", "fit"),
     "models": (),
+}
+# trailing parameters a call may leave out (calls made before they existed keep working)
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "explain": {"opacity": 0.5, "colormap": "jet", "layer_row": "none", "layer": ""},
+    "predict": {"fit": "crop"},
 }
 
 
@@ -132,10 +157,8 @@ async def check_call(api_name: str | None, inputs: Any, uploads: Path, store: Ru
         if not images or not isinstance(inputs, list):
             return inputs, []
         params = tuple("image" if i in images else "" for i in range(len(inputs)))
-    elif not isinstance(inputs, list) or len(inputs) != len(params):
-        got = len(inputs) if isinstance(inputs, list) else service.shown(inputs)
-        raise BadRequest(f"/{api_name} takes {len(params)} arguments ({', '.join(params)}), "
-                         f"not {got}")
+    else:
+        inputs = _with_defaults(api_name or "", params, inputs)
     made: list[Path] = []
     try:
         out = []
@@ -149,6 +172,20 @@ async def check_call(api_name: str | None, inputs: Any, uploads: Path, store: Ru
     except BaseException:
         store.release(made)
         raise
+
+
+def _with_defaults(api_name: str, params: tuple[str, ...], inputs: Any) -> list[Any]:
+    """``inputs`` with the left-out trailing optional parameters filled in; BadRequest for
+    another number of arguments."""
+    optional = DEFAULTS.get(api_name, {})
+    least = len(params) - len(optional)
+    if isinstance(inputs, list) and least <= len(inputs) <= len(params):
+        return inputs + [optional[name] for name in params[len(inputs):]]
+    got = len(inputs) if isinstance(inputs, list) else service.shown(inputs)
+    count = f"{least} to {len(params)}" if optional else str(len(params))
+    names = ", ".join(params[:least]) + (f"; optional: {', '.join(optional)}" if optional
+                                          else "")
+    raise BadRequest(f"/{api_name} takes {count} arguments ({names}), not {got}")
 
 
 async def image_input(value: Any, uploads: Path, store: RunStore, made: list[Path]) -> Any:

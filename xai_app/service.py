@@ -254,9 +254,10 @@ def _gpu(fn: Callable) -> Callable:
 
 
 def _compute(name: str, image: xai.images.ImageInput, methods: list[str], mode: str,
-             targets: str | int | None, top_k: int | None, guided: bool, fit: str) -> Explanation:
+             targets: str | int | None, top_k: int | None, guided: bool, fit: str,
+             depths: Sequence[str] = DEPTHS) -> Explanation:
     # The model is looked up by name: on ZeroGPU this runs in a forked worker that inherits CACHE.
-    return xai.explain(CACHE.get(name), image, methods, DEPTHS, mode=mode, targets=targets,
+    return xai.explain(CACHE.get(name), image, methods, depths, mode=mode, targets=targets,
                        top_k=top_k, guided=bool(guided), fit=fit)
 
 
@@ -347,12 +348,14 @@ def explain(name: str, image: xai.images.ImageInput, *, mode: str = "stages",
             methods: Sequence[str] | str = xai.DEFAULT_METHODS, target: object = TOP1,
             top_k: object = DEFAULT_TOP_K, guided: bool = False, fit: str = "crop",
             store: RunStore | None = None, finish: bool = True,
-            on_step: Callable[[float, str], None] | None = None) -> ExplainRun:
+            on_step: Callable[[float, str], None] | None = None,
+            depths: Sequence[str] = DEPTHS, look: dict | None = None) -> ExplainRun:
     """Validate every input, load the model (cached), explain, write the files (within the
     disk budget of ``store``, default :data:`xai_app.storage.STORE`). ``finish=False`` writes
     only the gallery previews: call ``run.finish()`` for the labelled sheet and the ZIP.
 
-    ``on_step(fraction, text)`` reports progress. Raises :class:`xai.XaiError` on bad input.
+    ``on_step(fraction, text)`` reports progress. ``depths``: the rows (checked by the
+    caller); ``look``: {"alpha", "colormap"} of the overlays. Raises :class:`xai.XaiError`.
     """
     step = on_step or (lambda fraction, text: None)
     name, mode, fit, method_names = check_request(name, image, mode, methods, fit)
@@ -365,10 +368,10 @@ def explain(name: str, image: xai.images.ImageInput, *, mode: str = "stages",
         step(0.05, f"loading {name} (first use)")
     model = CACHE.get(name)
     step(0.3, f"computing {len(method_names)} methods × 3 layers on {model.device}")
-    result = compute(name, image, method_names, mode, targets, k, guided, fit)
+    result = compute(name, image, method_names, mode, targets, k, guided, fit, tuple(depths))
     step(0.7, "rendering the gallery")
     settings = {"model": name, "mode": mode, "methods": method_names, "target": target,
-                "top_k": k or 1, "guided": guided, "fit": fit}
+                "top_k": k or 1, "guided": guided, "fit": fit, **(look or {})}
     run = write_run(result, image_stem(image), settings, store, finish)
     step(1.0, "done")
     return run

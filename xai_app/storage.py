@@ -11,9 +11,10 @@ One run (sizes follow the display size, never the upload's pixel count):
 
 * one JPEG preview per gallery panel at display size (at most 512 px a side);
 * the labelled sheet (``xai.render.gallery``) as one JPEG;
-* a deflated ZIP: ``manifest.json``, ``image.png`` (the explained region, once) and every panel's
-  map as an 8-bit greyscale PNG (``maps/``); overlays are ``image`` blended with the ``jet``
-  colour map of a map at ``alpha`` (see the manifest), so the ZIP repeats no picture.
+* a deflated ZIP: ``manifest.json``, ``image.png`` (the explained region, once), every panel's
+  map as an 8-bit greyscale PNG (``maps/``) and as float32 ``.npy`` at feature-map resolution
+  and image size (``raw/``, also beside the previews: :mod:`xai_app.rawmaps`); overlays are
+  ``image`` blended with a colour map of a map at ``alpha`` (see the manifest).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ import xai
 from xai.engine import Explanation
 from xai.export import slug
 from xai.render import PAD, PANEL, gallery, panels
+
+from . import rawmaps
 
 log = logging.getLogger("xai_app")
 
@@ -202,11 +205,12 @@ class ExplainRun:
     result: Explanation
     gallery: list[tuple[str, str]]  # (JPEG preview path, caption), rows = depths per target
     sheet: Path  # the whole labelled gallery (xai.render.gallery) as JPEG
-    zip: Path  # manifest.json, image.png and every map as greyscale PNG
+    zip: Path  # manifest.json, image.png and every map as greyscale PNG and raw .npy
     manifest: dict[str, Any]
     store: RunStore | None = field(default=None, repr=False)
     drawn: dict[int, list] = field(default_factory=dict, repr=False)  # panels per target
     done: bool = False
+    raw: list[Path] = field(default_factory=list)  # float32 .npy maps, once finished
 
     def finish(self) -> ExplainRun:
         """Write the labelled sheet and the ZIP (once), then hand the folder to the budget."""
@@ -242,6 +246,12 @@ def save_pictures(pictures: list[Image.Image], store: RunStore | None = None,
     return paths
 
 
+def look(settings: dict[str, Any] | None) -> tuple[float, str]:
+    """(alpha, colormap) of a run's settings; the defaults where they are not set."""
+    settings = settings or {}
+    return float(settings.get("alpha", ALPHA)), str(settings.get("colormap", COLORMAP))
+
+
 def _jpeg(pic: np.ndarray | Image.Image) -> bytes:
     img = pic if isinstance(pic, Image.Image) else Image.fromarray(pic)
     buf = io.BytesIO()
@@ -262,7 +272,8 @@ def bound_bytes(result: Explanation) -> int:
     h, w = result.image.shape[:2]
     n = len(result.targets) * len(result.depths) * len(result.panel_methods)
     tiles = len(result.targets) * len(result.depths) * (len(result.panel_methods) + 1)
-    return int(n * h * w * 2.02 + h * w * 3.03 + 1.5 * tiles * (PANEL + PAD) ** 2 + 2**21)
+    return int(n * h * w * 2.02 + h * w * 3.03 + 1.5 * tiles * (PANEL + PAD) ** 2 + 2**21
+               + rawmaps.raw_bytes(result))
 
 
 def write_run(result: Explanation, stem: str, settings: dict[str, Any] | None = None,
@@ -281,8 +292,8 @@ def write_run(result: Explanation, stem: str, settings: dict[str, Any] | None = 
 
 def _write_previews(result: Explanation, out: Path, stem: str,
                     settings: dict[str, Any] | None, store: RunStore) -> ExplainRun:
-    multi = len(result.targets) > 1
-    drawn = {t.index: panels(result, t.index, ALPHA, COLORMAP) for t in result.targets}
+    alpha, colormap = look(settings)
+    drawn = {t.index: panels(result, t.index, alpha, colormap) for t in result.targets}
     items, overlays = [], []
     for tgt in result.targets:
         for pic, method, depth, caption in drawn[tgt.index]:
@@ -292,11 +303,12 @@ def _write_previews(result: Explanation, out: Path, stem: str,
                              "method": method, "depth": depth, "target": tgt.index,
                              "caption": caption})
             items.append((str(out / f"{stem}_{name}.jpg"),
-                          f"{tgt.label} · {caption}" if multi else caption))
+                          f"{caption} · {tgt.label} {tgt.probability:.0%}"))
     files = {"gallery": f"{stem}_gallery.jpg", "image": "image.png", "overlays": overlays,
-             "overlay": {"colormap": COLORMAP, "alpha": ALPHA, "maps": "8-bit, map = value/255"}}
+             "overlay": {"colormap": colormap, "alpha": alpha, "maps": "8-bit, map = value/255"}}
     manifest = dict(result.manifest(), files=files,
                     app=dict(settings or {}, xai_version=xai.__version__))
+    rawmaps.entries(manifest)
     return ExplainRun(result, items, out / files["gallery"], out / f"{stem}_xai.zip", manifest,
                       store, drawn)
 
@@ -305,7 +317,8 @@ def _write_files(run: ExplainRun) -> None:
     """The labelled sheet and the ZIP, each written under a temporary name and renamed, so a
     download never sees half a file."""
     result = run.result
-    sheet = gallery(result, alpha=ALPHA, colormap=COLORMAP, drawn=run.drawn)
+    alpha, colormap = look(run.manifest.get("app"))
+    sheet = gallery(result, alpha=alpha, colormap=colormap, drawn=run.drawn)
     part = run.sheet.with_name(run.sheet.name + ".part")
     part.write_bytes(_jpeg(sheet))
     part.replace(run.sheet)
@@ -317,4 +330,5 @@ def _write_files(run: ExplainRun) -> None:
             cam = result.cam(entry["method"], entry["depth"], entry["target"])
             zf.writestr(entry["map"], _png((cam * 255).round().astype(np.uint8)),
                         compress_type=zipfile.ZIP_STORED)
+        run.raw = rawmaps.write(result, run.manifest, run.sheet.parent, zf)
     part.replace(run.zip)
