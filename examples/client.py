@@ -76,11 +76,14 @@ def _call(args: argparse.Namespace) -> tuple:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     client = Client(args.app, token=args.token, verbose=False)
     print("models offered:", ", ".join(client.predict(api_name="/models")))
-    return client.predict(
+    gallery, top5, table, manifest, *_ = client.predict(
         image=handle_file(str(args.image)), model=args.model, mode=args.mode,
         methods=args.methods, target=args.target, top_k=args.top_k, guided=args.guided,
         fit=args.fit, opacity=args.opacity, colormap=args.colormap,
         layer_row="extra" if args.layer else "none", layer=args.layer, api_name="/explain")
+    # the sheet, the ZIP and the raw maps are written after the answer: /files waits for them
+    sheet, archive, raw = client.predict(manifest, api_name="/files")
+    return gallery, top5, table, manifest, sheet, archive, raw
 
 
 def _save(args: argparse.Namespace, gallery, top5, table, manifest, sheet, archive,

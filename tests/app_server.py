@@ -45,3 +45,20 @@ def running_app() -> str:
             atexit.register(app.demo.close)
             _URL = url
         return _URL
+
+
+def explain_with_files(client, *args, **kwargs) -> tuple:
+    """/explain, then /files for the run it answered with: the seven outputs as one tuple
+    (gallery, top-5, layer table, manifest, sheet, ZIP, feature-map .npy files)."""
+    out = client.predict(*args, api_name="/explain", **kwargs)
+    assert out[4] is None and out[5] is None and out[6] is None  # written in the background
+    return (*out[:4], *client.predict(out[3], api_name="/files"))
+
+
+def call_with_files(call, url: str, data: list) -> tuple[str, object]:
+    """The raw-HTTP twin of :func:`explain_with_files` (``call`` is a test's raw caller)."""
+    kind, out = call(url, data)
+    if kind != "complete":
+        return kind, out
+    kind, files = call(url, [out[3]], "files")
+    return kind, [*out[:4], *files] if kind == "complete" else files

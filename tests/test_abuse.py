@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from app_server import ROOT, running_app
+from app_server import ROOT, call_with_files, running_app
 from PIL import Image
 from test_hostile_inputs import encode, png_header_only
 
@@ -155,7 +155,8 @@ def test_returned_files_are_not_copied_into_gradios_cache(url):
     cache = Path(gr.utils.get_upload_folder())
     before = {p for p in cache.rglob("*") if p.is_file()}
     path = upload(url, CAT.read_bytes(), "cat.png")
-    kind, out = call(url, request(file_data(path), methods=ALL_METHODS, guided=True))
+    kind, out = call_with_files(call, url, request(file_data(path), methods=ALL_METHODS,
+                                                   guided=True))
     assert kind == "complete"
     kind, view = call(url, [file_data(path), "efficientnet_lite0", "stages", ["gradcam"],
                             "top-1", "crop", 4, False], "embeddings")
@@ -387,7 +388,7 @@ def test_soak_worst_case_requests_stay_within_budget_and_memory(url, tmp_path, m
     for i in range(SOAK_REQUESTS):
         if time.perf_counter() - start > SOAK_SECONDS:
             break
-        kind, out = call(url, worst)
+        kind, out = call_with_files(call, url, worst)
         assert kind == "complete" and len(out[0]) == 75, (kind, str(out)[:300])
         run_bytes = storage.folder_bytes(Path(out[5]["path"]).parent)
         assert run_bytes <= 10**9 / 12, run_bytes  # 12 such requests fit the default 1 GB

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from app_server import ROOT, running_app
+from app_server import ROOT, explain_with_files, running_app
 from PIL import Image
 
 from xai.render import overlay
@@ -44,14 +44,15 @@ def client(url: str, tmp_path_factory) -> Client:
 @pytest.fixture(scope="module")
 def cat_explained(client: Client):
     """One explain call with the defaults (bundled model, four methods, top-1)."""
-    return client.predict(handle_file(CAT), "efficientnet_lite0", "stages",
-                          ["gradcam", "gradcam++", "eigencam", "xgradcam"], "top-1", 1, False,
-                          "crop", api_name="/explain")
+    return explain_with_files(client, handle_file(CAT), "efficientnet_lite0", "stages",
+                              ["gradcam", "gradcam++", "eigencam", "xgradcam"], "top-1", 1,
+                              False, "crop")
 
 
 def test_named_endpoints_and_argument_names(client: Client):
     info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
-    assert {"/explain", "/predict", "/layers", "/models", "/embeddings", "/compare"} == set(info)
+    assert {"/explain", "/files", "/predict", "/layers", "/models", "/embeddings",
+            "/compare"} == set(info)
     names = {ep: [p["parameter_name"] for p in info[ep]["parameters"]] for ep in info}
     assert names["/explain"] == ["image", "model", "mode", "methods", "target", "top_k",
                                  "guided", "fit", "opacity", "colormap", "layer_row", "layer"]
@@ -155,18 +156,18 @@ def test_explain_returns_twelve_captioned_panels_and_a_zip_of_maps(cat_explained
 
 
 def test_gallery_comes_first_and_the_files_are_whole_when_offered(url: str, tmp_path):
-    """/explain answers with the gallery before the sheet and the ZIP are written; they come in
-    the final answer, complete (written under another name, then renamed)."""
+    """/explain answers with the gallery; the sheet, the ZIP and the raw maps are written in
+    the background, and /files, asked at once, waits for them and gives them whole (each is
+    written under another name, then renamed)."""
     client = Client(url, verbose=False, analytics_enabled=False, download_files=False)
-    job = client.submit(handle_file(CAT), "efficientnet_lite0", "stages", ["gradcam", "eigencam"],
-                        "top-1", 2, True, "crop", api_name="/explain")
-    final = job.result(timeout=300)
-    first, *_ = job.outputs()
+    first = client.predict(handle_file(CAT), "efficientnet_lite0", "stages",
+                           ["gradcam", "eigencam"], "top-1", 2, True, "crop", api_name="/explain")
     assert len(first[0]) == 18 and first[4] is None and first[5] is None  # 2 x 3 x 3 panels
-    assert first[6] is None and len(final[6]) == 12  # feature-map maps (Guided has none)
-    assert [item["caption"] for item in first[0]] == [item["caption"] for item in final[0]]
-    sheet, archive = Path(final[4]["path"]), Path(final[5]["path"])
-    zipped = httpx.get(final[5]["url"], timeout=30).content  # fetched right after the answer
+    assert first[6] is None and first[3]["run"]
+    final = client.predict(first[3], api_name="/files")  # right after the answer
+    assert len(final[2]) == 12  # feature-map maps (Guided has none)
+    sheet, archive = Path(final[0]["path"]), Path(final[1]["path"])
+    zipped = httpx.get(final[1]["url"], timeout=30).content
     assert zipped == archive.read_bytes()
     with zipfile.ZipFile(io.BytesIO(zipped)) as zf:
         assert zf.testzip() is None
@@ -330,3 +331,12 @@ def test_sanity_text_names_unmeasured_correlations_instead_of_failing():
     text = sanity_markdown(report)
     assert "**gradcam: passes** — mean |ρ| own stage 0.12, mean ρ head only -0.04" in text
     assert "**eigencam: not run** — mean |ρ| own stage —, mean ρ head only —" in text
+
+
+def test_files_of_an_unknown_run_get_one_clear_message(client: Client):
+    for manifest, part in (({"run": "run-nothing-here"}, "not on this server"),
+                           ({"run": "../../etc"}, "not a run name"),
+                           ({}, "manifest")):
+        with pytest.raises(AppError) as err:
+            client.predict(manifest, api_name="/files")
+        assert part in str(err.value) and "Traceback" not in str(err.value)

@@ -10,7 +10,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from app_server import ROOT, running_app
+from app_server import ROOT, explain_with_files, running_app
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -32,8 +32,7 @@ def explain(client: Client, image: str = CAT, **kw):
     args = dict(mode="stages", methods=METHODS, target="top-1", top_k=1, guided=False,
                 fit="crop", opacity=0.5, colormap="jet", layer_row="none", layer="")
     args.update(kw)
-    return client.predict(handle_file(image), "efficientnet_lite0", *args.values(),
-                          api_name="/explain")
+    return explain_with_files(client, handle_file(image), "efficientnet_lite0", *args.values())
 
 
 def test_raw_maps_reach_the_client_as_float32_npy(client: Client):

@@ -24,7 +24,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from app_server import ROOT, running_app
+from app_server import ROOT, explain_with_files, running_app
 from PIL import Image
 from test_hostile_inputs import (
     CAT_CLASSES,
@@ -71,8 +71,8 @@ def files(tmp_path_factory) -> dict[str, Path]:
 def call(client: Client, image: str | Path, model: str = xai.DEFAULT_MODEL, mode: str = "stages",
          methods=("gradcam",), target: str = "top-1", top_k: float = 1, guided: bool = False,
          fit: str = "crop"):
-    return client.predict(handle_file(str(image)), model, mode, list(methods), target, top_k,
-                          guided, fit, api_name="/explain")
+    return explain_with_files(client, handle_file(str(image)), model, mode, list(methods),
+                              target, top_k, guided, fit)
 
 
 def submit(client: Client, image: str | Path, model: str = xai.DEFAULT_MODEL,

@@ -1,78 +1,66 @@
-"""Files built after the answer: a run's labelled sheet and ZIP are written in one background
-thread while the gallery is already on screen, and one route serves them, waiting for the
-build when a download comes first (``GET /xai/files/{run}/{name}``).
+"""Files built after the answer: a run's labelled sheet, ZIP and raw maps are written in one
+background thread while the gallery is already on screen (``/explain`` answers without them);
+``/files`` hands them over, waiting for the build if it comes first.
 
-A run folder is named by :class:`~xai_app.storage.RunStore` (``run-`` + random letters); a
-request names a folder and a file, never a path: anything else is a 404.
+A run is named by its folder (``run-`` + random letters, :class:`~xai_app.storage.RunStore`);
+a request names a folder, never a path: anything else is refused.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from pathlib import Path
+
+from xai.errors import XaiError
 
 from . import storage
 from .storage import ExplainRun
 
 log = logging.getLogger("xai_app")
 
-ROUTE = "/xai/files"
-WAIT_S = 120.0  # the longest a download waits for its run's files
-NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+WAIT_S = 120.0  # the longest a request waits for its run's files
+RUN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+KEEP = 64  # finished builds remembered (their paths); older runs are read from disk
 _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xai-files")
-_PENDING: dict[str, Future] = {}
+_BUILDS: OrderedDict[str, Future] = OrderedDict()
 _LOCK = threading.Lock()
 
 
-def build_later(run: ExplainRun) -> dict[str, str]:
-    """Start writing ``run``'s sheet and ZIP in the background; their URLs (relative to the
-    app's root), valid at once: a download that comes first waits for the build."""
-    folder = run.sheet.parent.name
+class FilesError(XaiError):
+    """The files of a run that is not (or no longer) on this server."""
+
+
+def build_later(run: ExplainRun) -> str:
+    """Start writing ``run``'s sheet, ZIP and raw maps in the background; the run's name."""
+    name = run.sheet.parent.name
+    run.manifest["run"] = name
     future = _EXECUTOR.submit(run.finish)
     with _LOCK:
-        _PENDING[folder] = future
-    future.add_done_callback(lambda f: _forget(folder, f))
-    return {"sheet": f"{ROUTE}/{folder}/{run.sheet.name}",
-            "zip": f"{ROUTE}/{folder}/{run.zip.name}"}
+        _BUILDS[name] = future
+        while len(_BUILDS) > KEEP:
+            _BUILDS.popitem(last=False)
+    future.add_done_callback(lambda f: f.exception() and log.warning(
+        "run %s: files not written: %s", name, f.exception()))
+    return name
 
 
-def _forget(folder: str, future: Future) -> None:
-    if future.exception() is not None:
-        log.warning("run %s: files not written: %s", folder, future.exception())
+def files(name: object, timeout: float = WAIT_S) -> tuple[Path, Path, list[Path]]:
+    """(labelled sheet, ZIP, feature-map .npy files) of the run ``name``, once written."""
+    if not isinstance(name, str) or not RUN_NAME.match(name):
+        raise FilesError("not a run name: pass the manifest's 'run'")
     with _LOCK:
-        if _PENDING.get(folder) is future:
-            del _PENDING[folder]
-
-
-def wait_for(folder: str, timeout: float = WAIT_S) -> None:
-    """Block until the background build of ``folder`` (if any) is done."""
-    with _LOCK:
-        future = _PENDING.get(folder)
+        future = _BUILDS.get(name)
     if future is not None:
-        future.result(timeout=timeout)
-
-
-def add_route(app: Any) -> None:
-    """Serve ``ROUTE/{run}/{name}`` from the run folders on a FastAPI ``app``."""
-    from fastapi import HTTPException
-    from fastapi.responses import FileResponse
-
-    async def serve(run: str, name: str) -> FileResponse:
-        if not (NAME.match(run) and NAME.match(name)) or run.startswith(".") or \
-                name.startswith("."):
-            raise HTTPException(status_code=404)
-        try:
-            await asyncio.to_thread(wait_for, run)
-        except Exception:
-            raise HTTPException(status_code=404) from None
-        path = storage.STORE.root / run / name
-        root = storage.STORE.root.resolve()
-        if not path.is_file() or path.resolve().parent.parent != root:
-            raise HTTPException(status_code=404)
-        return FileResponse(path, filename=name)
-
-    app.add_api_route(ROUTE + "/{run}/{name}", serve, methods=["GET"])
+        run = future.result(timeout=timeout)
+        return run.sheet, run.zip, list(run.raw)
+    folder = storage.STORE.root / name
+    sheets = sorted(folder.glob("*_gallery.jpg")) if folder.is_dir() else []
+    zips = sorted(folder.glob("*_xai.zip")) if folder.is_dir() else []
+    if not (sheets and zips):
+        raise FilesError(f"run {name} is not on this server any more (the disk budget "
+                         "removes the oldest runs): explain the image again")
+    return sheets[0], zips[0], sorted((folder / "raw").glob("*.npy"))

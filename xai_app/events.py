@@ -18,7 +18,7 @@ import gradio as gr
 import xai
 from xai.errors import TargetError, XaiError
 
-from . import choices, service
+from . import choices, downloads, service
 
 log = logging.getLogger("xai_app")
 N_OUTPUTS = 7  # gallery, predictions, layer table, manifest, sheet, ZIP, raw maps
@@ -75,15 +75,17 @@ def _look(opacity: object, colormap: object) -> dict[str, Any]:
 def explain(image: str | None, model: str, mode: str, methods: list[str], target: str,
             top_k: float | None, guided: bool, fit: str, opacity: float = 0.5,
             colormap: str = "jet", layer_row: str = "none", layer: str = "",
-            progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+            progress: gr.Progress = gr.Progress()) -> tuple:
     """Explain one image: the methods x first/middle/last layer (one block per target).
 
     target: "top-1", a class index or label; top_k > 1 explains the k most probable classes.
     mode: "stages" or "convs"; fit: "crop" or "full"; opacity (0-1) and colormap style the
     overlays; layer (a module name or conv:N) replaces the row layer_row (first, middle,
-    last) or adds one (extra). Returns gallery items (image, caption), top-5, layer table,
-    manifest, labelled sheet, ZIP (PNG maps, float32 .npy maps at image and feature-map size,
-    image, manifest) and the feature-map .npy files: first the gallery (files None), then all.
+    last) or adds one (extra). Returns gallery items (image, caption), top-5, layer table and
+    manifest as soon as the maps exist; the labelled sheet, the ZIP (PNG maps, float32 .npy
+    maps at image and feature-map size, image, manifest) and the feature-map .npy files are
+    written in the background: ``/files`` with the manifest's ``run`` returns them (these
+    three outputs are None here).
     """
     look, depths = _look(opacity, colormap), choices.rows(layer_row, layer)
     try:
@@ -96,12 +98,31 @@ def explain(image: str | None, model: str, mode: str, methods: list[str], target
     try:
         rows = service.layer_rows(run.result.layers)
         scores = service.label_scores(run.result.predictions, run.result.labels)
-        yield run.gallery, scores, rows, run.manifest, None, None, None
-        run.finish()
-        yield (run.gallery, scores, rows, run.manifest, str(run.sheet), str(run.zip),
-               [str(p) for p in run.raw])
-    finally:
-        run.close()  # a client that left before the files: the budget may take the folder
+        downloads.build_later(run)
+    except BaseException:
+        run.close()  # the budget may take the folder
+        raise
+    return run.gallery, scores, rows, run.manifest, None, None, None
+
+
+@user_errors("fetch the run's files")
+def files(manifest: dict | None) -> tuple[str, str, list[str]]:
+    """The labelled sheet, the ZIP and the feature-map .npy files of an /explain run (its
+    manifest, or {"run": name}); waits while they are being written."""
+    if not manifest or not isinstance(manifest, dict) or not manifest.get("run"):
+        raise downloads.FilesError("no run: explain an image first")
+    sheet, archive, raw = downloads.files(manifest["run"])
+    return str(sheet), str(archive), [str(p) for p in raw]
+
+
+def run_files(manifest: dict | None) -> tuple[Any, Any, Any]:
+    """The UI's download slots for the run on screen (nothing while there is none)."""
+    if not manifest or not isinstance(manifest, dict) or not manifest.get("run"):
+        return None, None, None
+    try:
+        return files(manifest)
+    except gr.Error:
+        return None, None, None
 
 
 @user_errors("predict")
@@ -220,4 +241,4 @@ def show_run(manifest: dict | None) -> tuple[Any, str]:
     return gr.Gallery(columns=choices.columns(manifest)), choices.header_html(manifest)
 
 
-__all__ = ["Inputs", "explain", "layers", "models", "predict", "user_errors"]
+__all__ = ["Inputs", "explain", "files", "layers", "models", "predict", "user_errors"]

@@ -118,6 +118,13 @@ def _models(value: Any) -> None:
                          f"{service.shown(value)}")
 
 
+def _manifest(value: Any) -> None:
+    run = value.get("run") if isinstance(value, dict) else None
+    if not isinstance(run, str) or not 0 < len(run) <= 80:
+        raise BadRequest("manifest: pass the manifest an /explain answer returned (or "
+                         "{\"run\": its run})")
+
+
 CHECKS: dict[str, Callable[[Any], None]] = {
     "model": _text("model", "a model name"), "mode": _choice("mode", MODES), "methods": _methods,
     "target": _target, "top_k": _whole("top_k", 1, service.MAX_TOP_K, optional=True),
@@ -127,6 +134,7 @@ CHECKS: dict[str, Callable[[Any], None]] = {
     "layer_row": _choice("layer_row", tuple(v for _, v in LAYER_ROWS)),
     "layer": _text("layer", "a module name or conv:N", MAX_LAYER_CHARS), "models": _models,
     "method": _choice("method", tuple(m for _, m in service.METHOD_CHOICES)),
+    "manifest": _manifest,
 }
 ENDPOINTS: dict[str, tuple[str, ...]] = {
     "explain": ("image", "model", "mode", "methods", "target", "top_k", "guided", "fit",
@@ -136,6 +144,7 @@ ENDPOINTS: dict[str, tuple[str, ...]] = {
     "embeddings": ("image", "model", "mode", "methods", "target", "fit", "steps", "sanity"),
     "compare": ("image", "models", "mode", "method", "target", "fit"),
     "models": (),
+    "files": ("manifest",),
 }
 # trailing parameters a call may leave out (calls made before they existed keep working)
 DEFAULTS: dict[str, dict[str, Any]] = {

@@ -83,8 +83,14 @@ def _explain(inputs: Inputs, run: gr.Button, out: dict[str, Any], outputs: list[
     examples.load_input_event.then(None, js=SCROLL_TO_RESULTS, queue=False, **PRIVATE)
     out["manifest"].change(events.show_run, out["manifest"], [out["gallery"], out["header"]],
                            queue=False, **PRIVATE)
+    files = [out["sheet_file"], out["zip"], out["raw"]]
+    out["manifest"].change(events.run_files, out["manifest"], files, concurrency_id="files",
+                           **PRIVATE)
     out["sheet_file"].change(lambda f: f, out["sheet_file"], out["sheet"], queue=False,
                              **PRIVATE)
+    hidden = gr.Button(visible=False)  # /files: the API's way to the background-built files
+    hidden.click(events.files, out["manifest"], files, api_name="files",
+                 concurrency_id="files")
 
 
 def _image(demo: gr.Blocks, inputs: Inputs, out: dict[str, Any], outputs: list[Any],
