@@ -105,6 +105,13 @@ def explain(image: str | None, model: str, mode: str, methods: list[str], target
     return run.gallery, scores, rows, run.manifest, None, None, None
 
 
+def explain_example(*args: Any, progress: gr.Progress = gr.Progress()) -> tuple:
+    """An example row's whole answer, files included (examples are cached once: the wait for
+    the files costs nothing later, and a cached answer needs no run on disk)."""
+    gallery, scores, rows, manifest, *_ = explain(*args, progress=progress)
+    return (gallery, scores, rows, manifest, *files(manifest))
+
+
 @user_errors("fetch the run's files")
 def files(manifest: dict | None) -> tuple[str, str, list[str]]:
     """The labelled sheet, the ZIP and the feature-map .npy files of an /explain run (its

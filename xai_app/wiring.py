@@ -46,7 +46,8 @@ def _examples(inputs: Inputs, outputs: list[Any]) -> gr.Examples:
     cache, cache_mode = _cache_mode()
     with inputs.examples_slot:
         return gr.Examples(examples=example_rows(), inputs=inputs.as_list(), outputs=outputs,
-                           fn=events.explain, cache_examples=cache, cache_mode=cache_mode,
+                           fn=events.explain_example, cache_examples=cache,
+                           cache_mode=cache_mode,
                            visible_columns=[0], label="Examples (click one)",
                            examples_per_page=8)
 
