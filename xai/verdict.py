@@ -154,8 +154,8 @@ def max_sensitivity(model: LoadedModel, result: Explanation, target: int, seed: 
     return out
 
 
-def faithfulness(model: LoadedModel, result: Explanation, target: int, seed: int = 0
-                 ) -> tuple[RemovalCurves, list[tuple[str, str]]]:
+def faithfulness(model: LoadedModel, result: Explanation, target: int, seed: int = 0,
+                 n_steps: int = PROTOCOL["n_steps"]) -> tuple[RemovalCurves, list[tuple[str, str]]]:
     """Removal curves of every panel then the three baselines, in one batched call."""
     size = tuple(result.input.shape[-2:])
     keys = [(m, d) for d in result.depths for m in result.methods]
@@ -165,12 +165,13 @@ def faithfulness(model: LoadedModel, result: Explanation, target: int, seed: int
              sobel_map(result.input)]
     p = PROTOCOL
     curves = removal_curves(model, result.input, torch.stack(maps), target, patch=p["patch"],
-                            fill=p["fill"], n_steps=p["n_steps"], seed=seed)
+                            fill=p["fill"], n_steps=n_steps, seed=seed)
     return curves, keys
 
 
 def judge(model: LoadedModel, result: Explanation, target: int | str | None = None, *,
-          sanity: SanityReport | None = None, seed: int = 0, progress=None) -> VerdictReport:
+          sanity: SanityReport | None = None, n_steps: int = PROTOCOL["n_steps"], seed: int = 0,
+          progress=None) -> VerdictReport:
     """Faithful / class-sensitive / model-sensitive / stable for every panel; see the module.
 
     ``sanity``: a :func:`xai.sanity.sanity_check` report of the same result (None: not run).
@@ -179,8 +180,8 @@ def judge(model: LoadedModel, result: Explanation, target: int | str | None = No
     t0 = time.perf_counter()
     step = progress or (lambda f, s: None)
     tgt = result.target_index(target)
-    step(0.0, "faithfulness: removing 16-px cells, batched")
-    curves, keys = faithfulness(model, result, tgt, seed)
+    step(0.0, f"faithfulness: removing 16-px cells in {n_steps} steps, batched")
+    curves, keys = faithfulness(model, result, tgt, seed, n_steps)
     t1 = time.perf_counter()
     contrast = contrast_class(result, tgt, seed)
     step(0.6, f"class sensitivity: maps for {result.labels[contrast]}")
@@ -209,7 +210,7 @@ def judge(model: LoadedModel, result: Explanation, target: int | str | None = No
     step(1.0, "done")
     return VerdictReport(result.model, result.target_prediction(tgt).to_dict(),
                          {"index": contrast, "label": result.labels[contrast]}, panels,
-                         baselines, summary, timings={
+                         baselines, summary, dict(PROTOCOL, n_steps=n_steps), timings={
                              "faithfulness": t1 - t0, "total": time.perf_counter() - t0},
                          forwards=curves.forwards)
 
