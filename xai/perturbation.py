@@ -14,7 +14,8 @@ Petsiuk et al. 2018). Removed cells take one of three fills:
   solver; here it is solved approximately, batched on the model's device, by a normalised blur
   start and ``ROAD_ITERS`` Jacobi sweeps (our departure: speed).
 
-Scores from the curves, normalised by ``y_0 - y_n`` (original minus fully removed):
+Scores from the curves, normalised by the largest change ``max |y_k - y_0|`` seen in any curve
+of the call (so they lie in [-1, 1] and the maps of one call share one scale):
 ``morf = -mean_k y_k`` (deletion, lower curve = better map), ``lerf = mean_k y_k`` and the
 symmetric ``lerf-morf = mean_k (y^LeRF_k - y^MoRF_k)`` (Samek's "ABPC", area between the
 curves; ROAD's "symmetric" use of both orders). Means use the trapezoid weights.
@@ -62,7 +63,7 @@ class RemovalCurves:
             raise ProtocolError(f"score must be one of {SCORES}, readout logit or prob")
         c = self.logit if readout == "logit" else self.prob
         ref = next(iter(c.values()))
-        span = max(abs(float(ref[0, 0] - ref[0, -1])), 1e-6)
+        span = max(max(float(np.abs(v - ref[0, 0]).max()) for v in c.values()), 1e-6)
         if score == "morf":
             return -c["morf"] / span
         if score == "lerf":

@@ -50,14 +50,15 @@ def headline(p: PanelVerdict) -> tuple[str, str]:
     if p.faithful and p.model_sensitive is False:
         return "sanity", "localises but fails the sanity check"
     if p.faithful and not p.class_sensitive:
-        return "agnostic", "faithful but class-agnostic: shows what the layer sees, not the class"
+        return "agnostic", ("is faithful but class-agnostic (shows what the layer sees, not "
+                            "the class)")
     if not p.faithful and p.class_sensitive and p.model_sensitive is not False:
         return "baseline", "passes the checks but is not distinguishable from a baseline"
     if not p.faithful:
-        return "baseline", "no evidence it explains the model"
+        return "baseline", "shows no evidence that it explains the model"
     if not p.stable:
-        return "unstable", "faithful and sensitive, but unstable"
-    return "believe", "faithful, class- and model-sensitive"
+        return "unstable", "is faithful and sensitive, but unstable"
+    return "believe", "is faithful, class- and model-sensitive"
 
 
 def eligible(p: PanelVerdict) -> bool:
@@ -100,7 +101,7 @@ def describe(panels: Sequence[PanelVerdict], vals: np.ndarray, w: np.ndarray, la
             lines.append(f"It is not distinguishable from {name(ok[1])} (their paired interval "
                          "includes 0).")
     if top != best:
-        lines.append(f"{name(top)} scores higher but {panels[top].text.split(':')[0]}.")
+        lines.append(f"{name(top)} scores higher, but it {panels[top].text.split(':')[0]}.")
     failing = [name(i) for i in order if panels[i].faithful and panels[i].model_sensitive is False]
     if failing and top == best:
         lines.append("Faithful but failing the sanity check: " + ", ".join(failing) + ".")
