@@ -29,9 +29,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import xai  # noqa: E402
+import xai.sanity  # noqa: E402
 from xai import metaeval  # noqa: E402
 
 DOCS = ROOT / "docs"
+OBJECTS: dict[str, Image.Image] = {}
 PAIRS = [("cat", "coffee"), ("rocket", "cat"), ("coffee", "motorcycle"), ("motorcycle", "rocket"),
          ("coffee", "rocket")]  # each object on both sides; 10 cases (both targets per sheet)
 CHOSEN = {"patch": 16, "fill": "blur", "score": "lerf-morf", "steps": 16}
@@ -73,6 +75,7 @@ def main() -> int:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     model = xai.load_model("efficientnet_lite0")
     objs = objects(model)
+    OBJECTS.update({k: img for k, (img, _) in objs.items()})
     cases = metaeval.build_cases(model, objs, PAIRS)
     DOCS.mkdir(exist_ok=True)
     if args.what == "meta":
@@ -86,11 +89,88 @@ def main() -> int:
         (DOCS / "metaeval.md").write_text(md)
         print(md)
         return 0
-    from verdict_eval import run_verdicts  # noqa: E402  (scripts/verdict_eval.py)
-
-    out = run_verdicts(model, objs, cases)
-    print(out)
+    out = verdicts(model, cases)
+    (DOCS / "verdicts.json").write_text(json.dumps(out, indent=1))
+    md = verdicts_markdown(out)
+    (DOCS / "verdicts.md").write_text(md)
+    print(md)
     return 0
+
+
+def points_at(cam: np.ndarray, left: bool) -> bool:
+    """Does the map's maximum lie in the target's half? A flat map points nowhere."""
+    if float(cam.max() - cam.min()) < 1e-6:
+        return False
+    return (np.unravel_index(int(cam.argmax()), cam.shape)[1] < cam.shape[1] / 2) == left
+
+
+def one_case(model, r, case, stability: bool) -> dict:
+    """Sanity + verdict of one target of a sheet; a second seed and 8 steps for stability."""
+    from xai.sanity import sanity_check
+    from xai.verdict import judge
+
+    t = time.perf_counter()
+    rep = sanity_check(model, r, case.target)
+    v = judge(model, r, case.target, sanity=rep)
+    seconds = time.perf_counter() - t
+    again = judge(model, r, case.target, sanity=rep, seed=1) if stability else v
+    fewer = judge(model, r, case.target, sanity=rep, n_steps=8) if stability else v
+    top = max(v.panels, key=lambda p: p.score)
+    hit = lambda p: p is not None and points_at(r.cam(p.method, p.depth, case.target),  # noqa
+                                                 case.left)
+    scores = lambda rep: np.array([p.score for p in rep.panels])  # noqa: E731
+    rho = lambda a, b: xai.sanity.spearman(torch.tensor(a), torch.tensor(b))  # noqa: E731
+    return {"case": case.name, "best": f"{v.best.method} @ {v.best.depth}" if v.best else None,
+            "best_hits": hit(v.best), "top": f"{top.method} @ {top.depth}",
+            "top_hits": hit(top), "seed_rho": rho(scores(v), scores(again)),
+            "steps_rho": rho(scores(v), scores(fewer)), "stability": stability,
+            "seconds": round(seconds, 1),
+            "faithfulness_s": round(v.timings["faithfulness"], 1), "summary": v.summary,
+            "badges": {f"{p.method} @ {p.depth}": p.badge for p in v.panels}}
+
+
+def verdicts(model, cases) -> dict:
+    rows, last = [], None
+    for case in cases:
+        key = case.name.split("→")[0]
+        if key != last:
+            a, b = key.split("|")
+            sheet = metaeval.composite(*(OBJECTS[k] for k in (a, b)))
+            r = xai.explain(model, sheet, xai.DEFAULT_METHODS, xai.DEFAULT_DEPTHS,
+                            targets=[c.target for c in cases if c.name.startswith(key)],
+                            fit="full")
+            last = key
+        rows.append(one_case(model, r, case, stability=len(rows) < 4))
+        print(rows[-1]["case"], rows[-1]["best"], rows[-1]["best_hits"], file=sys.stderr)
+    cat = xai.explain(model, ROOT / "examples" / "cat.png", xai.DEFAULT_METHODS,
+                      xai.DEFAULT_DEPTHS)
+    from xai.sanity import sanity_check
+    from xai.verdict import judge
+
+    rep = judge(model, cat, sanity=sanity_check(model, cat))
+    return {"rows": rows, "cat": rep.to_dict(), "cat_markdown": rep.markdown()}
+
+
+def verdicts_markdown(out: dict) -> str:
+    rows = out["rows"]
+    stab = lambda r, k: f"{r[k]:.2f}" if r["stability"] else "—"  # noqa: E731
+    st = [r for r in rows if r["stability"]]
+    lines = ["| case (sheet → target) | best (verdict) | points at target | top score, no "
+             "checks | points at target | seed ρ | 16 vs 8 steps ρ |", "|---" * 7 + "|"]
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['best'] or 'none'} | {'yes' if r['best_hits'] else 'no'}"
+                     f" | {r['top']} | {'yes' if r['top_hits'] else 'no'} | {stab(r, 'seed_rho')} |"
+                     f" {stab(r, 'steps_rho')} |")
+    n = len(rows)
+    lines.append(f"\nBest panel points at the target in {sum(r['best_hits'] for r in rows)}/{n}"
+                 f" cases (top score without the checks: {sum(r['top_hits'] for r in rows)}/{n});"
+                 f" mean seed ρ {np.mean([r['seed_rho'] for r in st]):.2f}, mean 16 vs 8 steps"
+                 f" ρ {np.mean([r['steps_rho'] for r in st]):.2f} ({len(st)} cases); verdict "
+                 f"(sanity + judge) "
+                 f"{np.median([r['seconds'] for r in rows]):.1f} s median, faithfulness "
+                 f"{np.median([r['faithfulness_s'] for r in rows]):.1f} s median.\n")
+    lines.append("Cat example (examples/cat.png, top-1):\n\n" + out["cat_markdown"])
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -150,4 +150,4 @@ def test_judge_on_the_sheet_points_the_best_panel_at_the_target(bundled, sheet):
     assert np.unravel_index(int(cam.argmax()), cam.shape)[1] >= cam.shape[1] // 2
     assert all(p.model_sensitive is None and "sanity check not run" in p.text for p in v.panels)
     assert [b["name"] for b in v.baselines] == ["random", "smooth random", "edges"]
-    assert v.forwards == 2 + 2 * 15 * 15
+    assert v.forwards == 2 + 2 * 15 * (12 + 2 + 3 + 1)  # 12 panels, 6 baseline maps

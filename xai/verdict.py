@@ -4,8 +4,8 @@
   meta-evaluation chose (:mod:`xai.metaeval`): 16-px cells, blur fill, 16 steps, score
   ``LeRF - MoRF`` of the target logit (:mod:`xai.perturbation`). A 90 % bootstrap interval over
   the curve's steps; the panel is faithful when the paired interval of (panel - baseline) lies
-  above 0 for each baseline: a random map, a smooth random map (a random CAM) and a Sobel edge
-  map.
+  above 0 for each baseline: a random map (2 draws, curves averaged), a smooth random map (a
+  random CAM, 3 draws) and a Sobel edge map.
 * **Class-sensitive**: the map for another class (the other explained target, else a seeded
   random class outside the top 5, as Quantus's RandomLogit, Sixt et al. 2020) has Spearman
   ``|rho| < 0.5`` with the map for the target. Eigen-CAM is class-agnostic (rho = 1).
@@ -38,6 +38,7 @@ from .verdict_text import describe
 
 PROTOCOL = {"patch": 16, "fill": "blur", "n_steps": 16, "score": "lerf-morf", "readout": "logit"}
 BASELINES = ("random", "smooth random", "edges")
+N_RANDOM = (2, 3)  # draws of the random and smooth random maps whose curves are averaged
 CLASS_RHO, STABLE, NOISE, N_NOISE = 0.5, 0.5, 0.02, 4
 
 
@@ -161,8 +162,9 @@ def faithfulness(model: LoadedModel, result: Explanation, target: int, seed: int
     keys = [(m, d) for d in result.depths for m in result.methods]
     maps = [torch.from_numpy(result.cam(m, d, target, size=size)) for m, d in keys]
     grid = min((result.layer(d).shape[1:] for d in result.depths), key=lambda s: s[0] * s[1])
-    maps += [random_map(size, seed), random_map(size, seed + 1, tuple(grid)),
-             sobel_map(result.input)]
+    maps += [random_map(size, seed + k) for k in range(N_RANDOM[0])]
+    maps += [random_map(size, seed + 100 + k, tuple(grid)) for k in range(N_RANDOM[1])]
+    maps.append(sobel_map(result.input))
     p = PROTOCOL
     curves = removal_curves(model, result.input, torch.stack(maps), target, patch=p["patch"],
                             fill=p["fill"], n_steps=n_steps, seed=seed)
@@ -188,7 +190,7 @@ def judge(model: LoadedModel, result: Explanation, target: int | str | None = No
     crho = class_rho(model, result, tgt, contrast)
     step(0.8, "stability: maps under small input noise")
     sens = max_sensitivity(model, result, tgt, seed)
-    vals = curves.step_values(PROTOCOL["score"], PROTOCOL["readout"])
+    vals = _pool_baselines(curves.step_values(PROTOCOL["score"], PROTOCOL["readout"]), len(keys))
     w = curves.weights()
     n = len(keys)
     scores = vals @ w
@@ -213,6 +215,14 @@ def judge(model: LoadedModel, result: Explanation, target: int | str | None = No
                          baselines, summary, dict(PROTOCOL, n_steps=n_steps), timings={
                              "faithfulness": t1 - t0, "total": time.perf_counter() - t0},
                          forwards=curves.forwards)
+
+
+def _pool_baselines(vals: np.ndarray, n: int) -> np.ndarray:
+    """Panels' per-step values, then one row per baseline: the random draws averaged (the
+    expected random map, not one lucky draw)."""
+    a, b = N_RANDOM
+    return np.concatenate([vals[:n], vals[n:n + a].mean(0, keepdims=True),
+                           vals[n + a:n + a + b].mean(0, keepdims=True), vals[n + a + b:]])
 
 
 def _sanity_rho(report: SanityReport | None, method: str, depth: str) -> float | None:
