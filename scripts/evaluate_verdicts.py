@@ -126,7 +126,31 @@ def one_case(model, r, case, stability: bool) -> dict:
             "steps_rho": rho(scores(v), scores(fewer)), "stability": stability,
             "seconds": round(seconds, 1),
             "faithfulness_s": round(v.timings["faithfulness"], 1), "summary": v.summary,
-            "badges": {f"{p.method} @ {p.depth}": p.badge for p in v.panels}}
+            "panels": [{"panel": f"{p.method} @ {p.depth}", "score": p.score,
+                        "faithful": p.faithful, "class_sensitive": p.class_sensitive,
+                        "model_sensitive": p.model_sensitive, "stable": p.stable,
+                        "sanity_rho": p.sanity_rho, "max_sensitivity": p.max_sensitivity,
+                        "points": hit(p), "badge": p.badge} for p in v.panels],
+            "baselines": v.baselines}
+
+
+def panel_table(rows: list[dict]) -> str:
+    """Per panel over every case: mean score and how often each check holds."""
+    names = [p["panel"] for p in rows[0]["panels"]]
+    lines = ["| panel | LeRF−MoRF ↑ | faithful | class-sensitive | passes sanity | stable | "
+             "points at target | marked best |", "|---" * 8 + "|"]
+    n = len(rows)
+    for i, name in enumerate(names):
+        ps = [r["panels"][i] for r in rows]
+        c = lambda k, ps=ps: f"{sum(bool(p[k]) for p in ps)}/{n}"  # noqa: E731
+        lines.append(f"| {name} | {np.mean([p['score'] for p in ps]):+.2f} | {c('faithful')} | "
+                     f"{c('class_sensitive')} | {c('model_sensitive')} | {c('stable')} | "
+                     f"{c('points')} | {sum(r['best'] == name for r in rows)}/{n} |")
+    for j, b in enumerate(rows[0]["baselines"]):
+        lines.append(f"| baseline: {b['name']} | "
+                     f"{np.mean([r['baselines'][j]['score'] for r in rows]):+.2f} | — | — | — | — "
+                     "| — | — |")
+    return "\n".join(lines)
 
 
 def verdicts(model, cases) -> dict:
@@ -169,7 +193,8 @@ def verdicts_markdown(out: dict) -> str:
                  f"(sanity + judge) "
                  f"{np.median([r['seconds'] for r in rows]):.1f} s median, faithfulness "
                  f"{np.median([r['faithfulness_s'] for r in rows]):.1f} s median.\n")
-    lines.append("Cat example (examples/cat.png, top-1):\n\n" + out["cat_markdown"])
+    lines.append("\nPer panel over the cases:\n\n" + panel_table(rows))
+    lines.append("\nCat example (examples/cat.png, top-1):\n\n" + out["cat_markdown"])
     return "\n".join(lines) + "\n"
 
 
