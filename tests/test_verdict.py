@@ -151,3 +151,13 @@ def test_judge_on_the_sheet_points_the_best_panel_at_the_target(bundled, sheet):
     assert all(p.model_sensitive is None and "sanity check not run" in p.text for p in v.panels)
     assert [b["name"] for b in v.baselines] == ["random", "smooth random", "edges"]
     assert v.forwards == 2 + 2 * 15 * (12 + 2 + 3 + 1)  # 12 panels, 6 baseline maps
+
+
+def test_known_answer_maps_have_the_known_geometry():
+    x = torch.randn(1, 3, 224, 224)
+    obj, comp, other, shifted, edges, blob = known_maps(x, left=True)
+    assert obj[56:168, :112].min() == 1 and obj.sum() == 112 * 112
+    assert torch.equal(comp, 1 - obj) and (obj * other).sum() == 0
+    assert other[56:168, 112:].min() == 1
+    assert (shifted * obj).sum() == obj.sum() / 2  # half on the object, half on the other
+    assert blob.argmax() == 111 * 224 + 111 and edges.max() == 1
