@@ -80,7 +80,7 @@ def main() -> int:
     DOCS.mkdir(exist_ok=True)
     if args.what == "meta":
         out = meta(model, cases)
-        (DOCS / "metaeval.json").write_text(json.dumps(out, indent=1))
+        (DOCS / "metaeval.json").write_text(json.dumps(out, indent=1, default=_plain))
         md = metaeval.markdown(out["rows"], out["chosen"])
         rnd = "; ".join(f"{k}: object map wins {v['agree']:.0%}, margin {v['margin']:+.2f}"
                         for k, v in out["random_model"].items())
@@ -90,18 +90,23 @@ def main() -> int:
         print(md)
         return 0
     out = verdicts(model, cases)
-    (DOCS / "verdicts.json").write_text(json.dumps(out, indent=1))
+    (DOCS / "verdicts.json").write_text(json.dumps(out, indent=1, default=_plain))
     md = verdicts_markdown(out)
     (DOCS / "verdicts.md").write_text(md)
     print(md)
     return 0
 
 
+def _plain(o):
+    """numpy scalars as Python numbers for JSON."""
+    return o.item() if hasattr(o, "item") else str(o)
+
+
 def points_at(cam: np.ndarray, left: bool) -> bool:
     """Does the map's maximum lie in the target's half? A flat map points nowhere."""
     if float(cam.max() - cam.min()) < 1e-6:
         return False
-    return (np.unravel_index(int(cam.argmax()), cam.shape)[1] < cam.shape[1] / 2) == left
+    return bool((np.unravel_index(int(cam.argmax()), cam.shape)[1] < cam.shape[1] / 2) == left)
 
 
 def one_case(model, r, case, stability: bool) -> dict:
@@ -164,7 +169,8 @@ def verdicts(model, cases) -> dict:
                             targets=[c.target for c in cases if c.name.startswith(key)],
                             fit="full")
             last = key
-        rows.append(one_case(model, r, case, stability=len(rows) < 4))
+        rows.append(one_case(model, r, case, stability=len(rows) < 2))
+        (DOCS / "verdicts_partial.json").write_text(json.dumps(rows, default=_plain))
         print(rows[-1]["case"], rows[-1]["best"], rows[-1]["best_hits"], file=sys.stderr)
     cat = xai.explain(model, ROOT / "examples" / "cat.png", xai.DEFAULT_METHODS,
                       xai.DEFAULT_DEPTHS)
