@@ -32,6 +32,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--image", default=str(ROOT / "examples" / "cat.png"))
+    p.add_argument("--steps", type=int, default=16, help="removal steps (the protocol: 16)")
     args = p.parse_args()
     threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
     torch.set_num_threads(threads)
@@ -42,16 +43,17 @@ def main() -> None:
     forwards = batches = 0
     for _ in range(args.repeat):
         t = time.perf_counter()
-        curves, _ = faithfulness(model, r, tgt)
+        curves, _ = faithfulness(model, r, tgt, n_steps=args.steps)
         best["faithfulness_s"] = min(best["faithfulness_s"], time.perf_counter() - t)
         forwards, batches = curves.forwards, curves.batches
         t = time.perf_counter()
         report = sanity_check(model, r)
         best["sanity_s"] = min(best["sanity_s"], time.perf_counter() - t)
         t = time.perf_counter()
-        judge(model, r, sanity=report)
+        judge(model, r, sanity=report, n_steps=args.steps)
         best["verdict_s"] = min(best["verdict_s"], time.perf_counter() - t)
-    print(json.dumps({"model": model.name, "threads": threads, "panels": 12, "baselines": 3,
+    print(json.dumps({"model": model.name, "threads": threads, "steps": args.steps,
+                      "panels": 12, "baselines": 3,
                       "images": forwards, "forward_calls": batches,
                       "load_average": os.getloadavg()[0],
                       **{k: round(v, 2) for k, v in best.items()}}))
