@@ -170,7 +170,7 @@ def verdicts(model, cases) -> dict:
                             fit="full")
             last = key
         rows.append(one_case(model, r, case, stability=len(rows) < 2))
-        (DOCS / "verdicts_partial.json").write_text(json.dumps(rows, default=_plain))
+        (DOCS / "verdicts_partial.json").write_text(json.dumps(rows, default=_plain))  # safety
         print(rows[-1]["case"], rows[-1]["best"], rows[-1]["best_hits"], file=sys.stderr)
     cat = xai.explain(model, ROOT / "examples" / "cat.png", xai.DEFAULT_METHODS,
                       xai.DEFAULT_DEPTHS)
