@@ -161,3 +161,10 @@ def test_known_answer_maps_have_the_known_geometry():
     assert other[56:168, 112:].min() == 1
     assert (shifted * obj).sum() == obj.sum() / 2  # half on the object, half on the other
     assert blob.argmax() == 111 * 224 + 111 and edges.max() == 1
+
+
+def test_a_class_map_that_does_not_change_is_not_called_class_agnostic():
+    same = _panel("gradcam", "last", 0.5, cls=False)
+    describe([same], _values([0.5], 0.01), np.full(5, 0.2), "espresso", "teapot")
+    assert same.badge == "◐ same for other classes" and not same.best
+    assert "barely changes with the target (ρ 1.00 between espresso and teapot)" in same.text

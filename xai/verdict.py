@@ -6,9 +6,10 @@
   the curve's steps; the panel is faithful when the paired interval of (panel - baseline) lies
   above 0 for each baseline: a random map (2 draws, curves averaged), a smooth random map (a
   random CAM, 3 draws) and a Sobel edge map.
-* **Class-sensitive**: the map for another class (the other explained target, else a seeded
-  random class outside the top 5, as Quantus's RandomLogit, Sixt et al. 2020) has Spearman
-  ``|rho| < 0.5`` with the map for the target. Eigen-CAM is class-agnostic (rho = 1).
+* **Class-sensitive**: the map for another class (the other explained target, else three seeded
+  random classes outside the top 5, as Quantus's RandomLogit, Sixt et al. 2020; the median
+  |rho|) has Spearman ``|rho| < 0.5`` with the map for the target. Eigen-CAM is class-agnostic
+  (rho = 1).
 * **Model-sensitive**: the panel's own cascading-randomisation rho (MPRT, Adebayo et al. 2018,
   :mod:`xai.sanity`), judged per panel, never averaged over depths.
 * **Stable**: max-sensitivity (Yeh et al. 2019), ``max_j ||Phi(x + d_j) - Phi(x)|| / ||Phi(x)||``
@@ -39,7 +40,7 @@ from .verdict_text import describe
 PROTOCOL = {"patch": 16, "fill": "blur", "n_steps": 16, "score": "lerf-morf", "readout": "logit"}
 BASELINES = ("random", "smooth random", "edges")
 N_RANDOM = (2, 3)  # draws of the random and smooth random maps whose curves are averaged
-CLASS_RHO, STABLE, NOISE, N_NOISE = 0.5, 0.5, 0.02, 4
+CLASS_RHO, STABLE, NOISE, N_NOISE, N_CONTRAST = 0.5, 0.5, 0.02, 4, 3
 
 
 @dataclass
@@ -105,14 +106,16 @@ class VerdictReport:
         return "\n".join(lines) + "\n\n" + self.summary
 
 
-def contrast_class(result: Explanation, target: int, seed: int = 0) -> int:
-    """The other explained target if any, else a seeded random class outside the top 5."""
+def contrast_classes(result: Explanation, target: int, seed: int = 0) -> list[int]:
+    """The other explained target if any, else ``N_CONTRAST`` seeded random classes outside
+    the top 5 (one random class can be a near neighbour: espresso vs teapot)."""
     others = [t.index for t in result.targets if t.index != target]
     if others:
-        return others[0]
+        return others[:1]
     top = {p.index for p in result.predictions[:5]} | {target}
     pool = [i for i in range(len(result.labels)) if i not in top]
-    return pool[int(np.random.default_rng(seed).integers(len(pool)))]
+    picks = np.random.default_rng(seed).choice(len(pool), N_CONTRAST, replace=False)
+    return [pool[int(i)] for i in picks]
 
 
 def _maps_for(model: LoadedModel, result: Explanation, x: torch.Tensor, target: int
@@ -127,16 +130,22 @@ def _maps_for(model: LoadedModel, result: Explanation, x: torch.Tensor, target: 
             for m in methods for d in result.depths for i in range(x.shape[0])}
 
 
-def class_rho(model: LoadedModel, result: Explanation, target: int, contrast: int
+def class_rho(model: LoadedModel, result: Explanation, target: int, contrast: int | list[int]
               ) -> dict[tuple[str, str], float | None]:
-    """Spearman rho between each panel's map for ``target`` and for ``contrast``."""
-    maps = _maps_for(model, result, result.input.to(model.device), contrast)
-    out = {}
-    for (m, d, _), new in maps.items():
-        key = None if get_method(m).class_agnostic else target
-        r = spearman(result.maps[(m, d, key)], new)
-        out[(m, d)] = 0.0 if r is None and float(new.std()) == 0 else r  # went flat: changed
-    return out
+    """Spearman rho between each panel's map for ``target`` and for each ``contrast`` class;
+    with several, the one of median |rho|."""
+    per: dict[tuple[str, str], list[float]] = {}
+    for c in [contrast] if isinstance(contrast, int) else contrast:
+        maps = _maps_for(model, result, result.input.to(model.device), c)
+        for (m, d, _), new in maps.items():
+            key = None if get_method(m).class_agnostic else target
+            r = spearman(result.maps[(m, d, key)], new)
+            if r is None and float(new.std()) == 0:
+                r = 0.0  # the map went flat: it changed
+            if r is not None:
+                per.setdefault((m, d), []).append(r)
+    return {k: (sorted(v, key=abs)[len(v) // 2] if (v := per.get(k)) else None)
+            for k in {(m, d) for m in result.methods for d in result.depths}}
 
 
 def max_sensitivity(model: LoadedModel, result: Explanation, target: int, seed: int = 0,
@@ -185,8 +194,9 @@ def judge(model: LoadedModel, result: Explanation, target: int | str | None = No
     step(0.0, f"faithfulness: removing 16-px cells in {n_steps} steps, batched")
     curves, keys = faithfulness(model, result, tgt, seed, n_steps)
     t1 = time.perf_counter()
-    contrast = contrast_class(result, tgt, seed)
-    step(0.6, f"class sensitivity: maps for {result.labels[contrast]}")
+    contrast = contrast_classes(result, tgt, seed)
+    names = ", ".join(result.labels[c] for c in contrast)
+    step(0.6, f"class sensitivity: maps for {names}")
     crho = class_rho(model, result, tgt, contrast)
     step(0.8, "stability: maps under small input noise")
     sens = max_sensitivity(model, result, tgt, seed)
@@ -208,10 +218,10 @@ def judge(model: LoadedModel, result: Explanation, target: int | str | None = No
             sens[(m, d)] < STABLE))
     baselines = [{"name": b, "score": float(scores[n + j]), "low": float(low[n + j]),
                   "high": float(high[n + j])} for j, b in enumerate(BASELINES)]
-    summary = describe(panels, vals[:n], w, result.labels[tgt], result.labels[contrast], seed)
+    summary = describe(panels, vals[:n], w, result.labels[tgt], names, seed)
     step(1.0, "done")
     return VerdictReport(result.model, result.target_prediction(tgt).to_dict(),
-                         {"index": contrast, "label": result.labels[contrast]}, panels,
+                         {"indices": contrast, "label": names}, panels,
                          baselines, summary, dict(PROTOCOL, n_steps=n_steps), timings={
                              "faithfulness": t1 - t0, "total": time.perf_counter() - t0},
                          forwards=curves.forwards)

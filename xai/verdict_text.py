@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .cams import get_method
 from .perturbation import bootstrap
 
 if TYPE_CHECKING:
     from .verdict import PanelVerdict
 
 BADGES = {"believe": "✓ believable", "sanity": "✗ fails sanity", "agnostic": "◐ class-agnostic",
-          "baseline": "? ≈ baseline", "unstable": "≈ unstable"}
+          "baseline": "? ≈ baseline", "unstable": "≈ unstable", "same": "◐ same for other classes"}
 
 
 def reasons(p: PanelVerdict, label: str, contrast: str) -> list[str]:
@@ -49,6 +50,8 @@ def headline(p: PanelVerdict) -> tuple[str, str]:
     """(badge key, short sentence) stating the main agreement or disagreement."""
     if p.faithful and p.model_sensitive is False:
         return "sanity", "localises but fails the sanity check"
+    if p.faithful and not p.class_sensitive and not get_method(p.method).class_agnostic:
+        return "same", "is faithful but barely changes with the class"
     if p.faithful and not p.class_sensitive:
         return "agnostic", ("is faithful but class-agnostic (shows what the layer sees, not "
                             "the class)")
