@@ -188,7 +188,8 @@ def verdicts_markdown(out: dict) -> str:
     lines = ["| case (sheet → target) | best (verdict) | points at target | top score, no "
              "checks | points at target | seed ρ | 16 vs 8 steps ρ |", "|---" * 7 + "|"]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['best'] or 'none'} | {'yes' if r['best_hits'] else 'no'}"
+        case = r["case"].replace("|", " + ").replace("→", " → ")
+        lines.append(f"| {case} | {r['best'] or 'none'} | {'yes' if r['best_hits'] else 'no'}"
                      f" | {r['top']} | {'yes' if r['top_hits'] else 'no'} | {stab(r, 'seed_rho')} |"
                      f" {stab(r, 'steps_rho')} |")
     n = len(rows)
