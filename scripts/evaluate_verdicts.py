@@ -1,7 +1,7 @@
 """Which map to believe: meta-evaluate the perturbation protocols, then test the verdicts.
 
-    python scripts/evaluate_verdicts.py meta      # docs/metaeval.{json,md}   (~10 min, 2 cores)
-    python scripts/evaluate_verdicts.py verdicts  # docs/verdicts.{json,md}   (~5 min)
+    python scripts/evaluate_verdicts.py meta      # docs/metaeval.{json,md} (44 min, 2 shared cores)
+    python scripts/evaluate_verdicts.py verdicts  # docs/verdicts.{json,md}   (~10 min)
 
 *meta*: every protocol variant (pixel / 16-px patch x mean / blur / ROAD fill x MoRF / LeRF /
 LeRF-MoRF x 16 / 8 steps) on the known-answer set (:mod:`xai.metaeval`): two-object composites
