@@ -225,7 +225,7 @@ def markdown(summary: dict) -> str:
         "Sanity: mean Spearman ρ between the map and the map after re-initialising the head "
         "only, and after re-initialising the head and every stage down to the layer's own "
         f"(cascading randomisation), averaged over the images. Per-image verdicts (a method "
-        f"passes when its mean |ρ| over depths at the layer's own stage is < "
+        f"passes when the |ρ| of every depth at the layer's own stage is < "
         f"{summary['sanity_threshold']}): "
         + ", ".join(f"{m} {v}" for m, v in verdicts.items()) + ".",
         "Embeddings: leave-one-out 1-NN object agreement (cosine) of pooled embeddings over "

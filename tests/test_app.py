@@ -294,7 +294,7 @@ def test_targets_labels_and_model_policy(monkeypatch):
 
 
 def test_embeddings_endpoint_scores_every_panel(client: Client):
-    figure, channels, table, verdicts = client.predict(
+    figure, channels, table, verdicts, badges = client.predict(
         handle_file(CAT), "efficientnet_lite0", "stages",
         ["gradcam", "gradcam++", "eigencam", "xgradcam"], "top-1", "crop", 4, True,
         api_name="/embeddings")
@@ -302,9 +302,13 @@ def test_embeddings_endpoint_scores_every_panel(client: Client):
         assert img.format == "PNG" and img.width > img.height  # input + one map per depth
     assert len(channels) == 3 and channels[0]["caption"].startswith("first: blocks.0")
     rows = table["data"]
-    ranked = [r for r in rows if r[0] != "baseline"]
-    assert len(ranked) == 12 and sum("★" in r[0] for r in ranked) == 1
-    assert {r[1] for r in rows if r[0] == "baseline"} == {"random", "random-cam", "sobel"}
+    panels = [r for r in rows if not r[0].startswith("baseline")]
+    assert len(panels) == 12 and sum("★" in r[0] for r in panels) <= 1
+    assert [r[0] for r in rows[12:]] == ["baseline: random", "baseline: smooth random",
+                                         "baseline: edges"]
+    assert all(r[1] and r[7] for r in panels)  # a badge and the reasons on every panel
+    assert len(badges) == 12 and all(" · " in b["caption"] for b in badges)
+    assert "Which map to believe for tabby" in verdicts
     assert "gradcam" in verdicts and ("passes" in verdicts or "fails" in verdicts)
     with pytest.raises(AppError, match="steps must be a whole number from 4 to"):
         client.predict(handle_file(CAT), "efficientnet_lite0", "stages", ["gradcam"], "top-1",
@@ -329,8 +333,15 @@ def test_sanity_text_names_unmeasured_correlations_instead_of_failing():
     }
     report = SanityReport("m", {}, ["head"], {"last": 0}, {}, verdicts, 0.5, 0.1)
     text = sanity_markdown(report)
-    assert "**gradcam: passes** — mean |ρ| own stage 0.12, mean ρ head only -0.04" in text
-    assert "**eigencam: not run** — mean |ρ| own stage —, mean ρ head only —" in text
+    assert ("**gradcam: passes** — worst |ρ| own stage 0.12 (no panel), mean ρ head only -0.04"
+            in text)
+    assert "**eigencam: not run** — worst |ρ| own stage — (no panel), mean ρ head only —" in text
+    verdicts["gradcam++"] = {"verdict": "fails", "rho_layer": 0.62, "rho_head": 0.9, "note": "n",
+                             "panels": {"middle": {"rho": 0.12, "verdict": "passes"},
+                                        "last": {"rho": 0.62, "verdict": "fails"}}}
+    text = sanity_markdown(report)
+    assert ("**gradcam++: fails** — worst |ρ| own stage 0.62 (middle 0.12 passes; last 0.62 "
+            "fails)" in text)
 
 
 def test_files_of_an_unknown_run_get_one_clear_message(client: Client):

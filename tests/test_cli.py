@@ -85,3 +85,19 @@ def test_faithfulness_and_embeddings_flags(tmp_path, cat_path, coffee_path):
     assert (tmp_path / "cat_faithfulness.md").is_file()
     assert (tmp_path / cat["embeddings"]["maps"]).is_file()
     assert set(cat["embeddings"]["channels"]) == {"first", "middle", "last"}
+
+
+def test_verdicts_flag_writes_one_verdict_per_panel_with_per_panel_sanity(tmp_path, cat_path):
+    res = _run("explain", str(cat_path), "--methods", "gradcam", "eigencam", "--depths", "last",
+               "--verdicts", "--out", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert "verdicts (tabby):" in res.stdout and "sanity: gradcam" in res.stdout
+    entry = json.loads((tmp_path / "manifest.json").read_text())["images"][0]
+    v = entry["verdicts"][0]
+    assert [(p["method"], p["depth"]) for p in v["panels"]] == [("gradcam", "last"),
+                                                                ("eigencam", "last")]
+    eigen = v["panels"][1]
+    assert eigen["class_sensitive"] is False and not eigen["best"]  # class-agnostic
+    assert all(p["sanity_rho"] is not None for p in v["panels"])  # the panel's own ρ
+    assert set(entry["sanity"]["verdicts"]["gradcam"]["panels"]) == {"last"}
+    assert "| baseline: edges |" in (tmp_path / "cat_verdicts.md").read_text()

@@ -48,6 +48,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, default=50,
                    help="deletion/insertion steps (RISE: 224 at 224x224; default 50)")
     e.add_argument("--road", action="store_true", help="add pytorch-grad-cam's ROAD (slow)")
+    e.add_argument("--verdicts", action="store_true",
+                   help="one verdict per panel: faithful (16-px cells, blur, LeRF-MoRF, with an "
+                        "interval vs baselines), class- and model-sensitive, stable (runs the "
+                        "sanity check too)")
     e.add_argument("--sanity", action="store_true",
                    help="model-parameter randomisation check: rank correlation and verdicts")
     e.add_argument("--embeddings", action="store_true",
@@ -147,7 +151,8 @@ def _insights(model, result: Explanation, args: argparse.Namespace, stem: str) -
             print(f"  faithfulness ({t.target['label']}): best {best['method']} @ "
                   f"{best['depth']}, ins-del {best['score']:+.3f} "
                   f"({t.timings['total']:.1f} s, {t.forwards} images)")
-    if args.sanity:
+    report = None
+    if args.sanity or args.verdicts:
         from .sanity import sanity_check
 
         report = sanity_check(model, result)
@@ -155,6 +160,8 @@ def _insights(model, result: Explanation, args: argparse.Namespace, stem: str) -
         (args.out / f"{stem}_sanity.md").write_text(report.markdown() + "\n")
         print("  sanity: " + ", ".join(f"{m} {v['verdict']}"
                                        for m, v in report.verdicts.items()))
+    if args.verdicts:
+        out["verdicts"] = _verdicts(model, result, report, args, stem)
     if args.embeddings:
         from .embeddings import embedding_figure, feature_grid
 
@@ -166,6 +173,20 @@ def _insights(model, result: Explanation, args: argparse.Namespace, stem: str) -
             files["channels"][depth] = name
         out["embeddings"] = files
     return out
+
+
+def _verdicts(model, result: Explanation, report, args: argparse.Namespace, stem: str
+              ) -> list[dict]:
+    """One verdict per panel for every explained target: markdown file, manifest, one line."""
+    from .verdict import judge
+
+    reports = [judge(model, result, t.index, sanity=report) for t in result.targets]
+    md = "\n\n".join(f"target {v.target['label']} ({v.target['index']})\n\n{v.markdown()}"
+                      for v in reports)
+    (args.out / f"{stem}_verdicts.md").write_text(md + "\n")
+    for v in reports:
+        print(f"  verdicts ({v.target['label']}): {v.summary}")
+    return [v.to_dict() for v in reports]
 
 
 def _layers(args: argparse.Namespace) -> int:

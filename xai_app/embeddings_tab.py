@@ -12,23 +12,27 @@ from .events import Inputs, user_errors
 EMBEDDINGS_INTRO = """### What each layer represents, and which map to believe
 **Embedding maps**: each position's feature vector on the layer's first three principal
 components (R, G, B; one scale), aligned with the image. **Channels**: the 16 most active
-channels per layer. **Faithfulness**: RISE deletion (↓) / insertion (↑) AUC of every panel,
-ranked by insertion − deletion, beside a random map, a random CAM and a Sobel edge map.
-**Sanity**: how much each method's maps change when the model is re-initialised top-down."""
+channels per layer. **Verdicts**, one per panel: *faithful* (16-px cells removed most / least
+relevant first, blur fill, LeRF − MoRF of the target logit with a 90 % interval, against a random
+map, a smooth random map and an edge map), *class-sensitive* (the map changes for another class),
+*model-sensitive* (the sanity check at the panel's own depth), *stable* (small input noise);
+where they disagree the table says so."""
 
 
 @user_errors("compute the embeddings")
 def embeddings(image: str | None, model: str, mode: str, methods: list[str], target: str,
                fit: str, steps: float, sanity: bool, progress: gr.Progress = gr.Progress()
-               ) -> tuple[Any, list[tuple[Any, str]], list[list[str]], str]:
-    """Embedding maps, top channels, faithfulness table and sanity verdicts for one target."""
+               ) -> tuple[Any, list[tuple[Any, str]], list[list[str]], str, list]:
+    """Embedding maps, top channels, the verdict table and text, the panels with badges."""
     run = insights.insights(model, image, mode=mode, methods=methods, target=target, fit=fit,
                             n_steps=steps, sanity=sanity,
-                            on_step=lambda f, text: progress(f, desc=text))
-    figure, *grids = storage.save_pictures([run.figure] + [grid for grid, _ in run.grids])
-    return (str(figure), [(str(path), caption) for path, (_, caption) in zip(
-        grids, run.grids, strict=True)], insights.faithfulness_rows(run.faithfulness),
-        insights.sanity_markdown(run.sanity))
+                            progress=lambda f, text: progress(f, desc=text))
+    badges = insights.panel_pictures(run)
+    figure, *pics = storage.save_pictures([run.figure] + [g for g, _ in run.grids + badges])
+    captions = [c for _, c in run.grids + badges]
+    shown = [(str(path), c) for path, c in zip(pics, captions, strict=True)]
+    return (str(figure), shown[:len(run.grids)], insights.verdict_rows(run.verdicts),
+            insights.verdict_markdown(run), shown[len(run.grids):])
 
 
 def embeddings_tab(inputs: Inputs, limit: int) -> None:
@@ -37,7 +41,7 @@ def embeddings_tab(inputs: Inputs, limit: int) -> None:
         gr.Markdown(EMBEDDINGS_INTRO)
         with gr.Row():
             steps = gr.Slider(4, insights.MAX_FAITH_STEPS, value=insights.DEFAULT_FAITH_STEPS,
-                              step=1, label="Deletion/insertion steps", min_width=200)
+                              step=1, label="Removal steps (16-px cells)", min_width=200)
             sanity = gr.Checkbox(value=True, label="Sanity check", min_width=120)
             go = gr.Button("Compute", variant="secondary", elem_id="xai-embeddings-run")
         figure = gr.Image(label="Embedding maps (PC1-3 as RGB)", type="filepath", format="png",
@@ -46,12 +50,15 @@ def embeddings_tab(inputs: Inputs, limit: int) -> None:
                               columns=3, format="png",
                               object_fit="contain", height="auto", interactive=False,
                               elem_id="xai-channels", buttons=["download", "fullscreen"])
+        badges = gr.Gallery(label="Which map to believe: every panel with its verdict (★ best)",
+                            columns=6, format="png", object_fit="contain", height="auto",
+                            interactive=False, elem_id="xai-verdict-panels")
         table = gr.Dataframe(headers=insights.FAITH_HEADERS, interactive=False, wrap=True,
-                             max_height=2000, label="Faithfulness per panel (best ★), then "
-                             "the baselines", elem_id="xai-faith")
+                             max_height=2000, label="Verdict per panel, then the baselines",
+                             elem_id="xai-faith")
         verdicts = gr.Markdown(label="Sanity check", elem_id="xai-sanity")
     go.click(embeddings, inputs=[inputs.image, inputs.model, inputs.mode, inputs.methods,
                                  inputs.target, inputs.fit, steps, sanity],
-             outputs=[figure, channels, table, verdicts], api_name="embeddings",
+             outputs=[figure, channels, table, verdicts, badges], api_name="embeddings",
              show_progress_on=[figure],
              concurrency_id="compute", concurrency_limit=limit)

@@ -1,108 +1,78 @@
-"""The embeddings and faithfulness view: embedding maps, channel grids, deletion/insertion
-scores per panel and the sanity check, all from one explain call (no Gradio here)."""
+"""The embeddings and faithfulness view: embedding maps, channel grids, and one verdict per
+panel (faithful / class-sensitive / model-sensitive / stable, :mod:`xai.verdict`) from one
+explain call, in real stages (no Gradio here)."""
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import math
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from PIL import Image
 
 import xai
 from xai.embeddings import embedding_figure, feature_grid
 from xai.engine import Explanation
 from xai.errors import XaiError
-from xai.faithfulness import FaithfulnessTable, score_explanation
+from xai.render import overlay
 from xai.sanity import SanityReport, fmt_rho, sanity_check
+from xai.verdict import VerdictReport, judge
 
 from .service import (
     CACHE,
     DEPTHS,
     TOP1,
-    _gpu,
+    on_gpu,
     check_request,
     parse_targets,
 )
 
-FAITH_HEADERS = ["rank", "method", "depth", "deletion AUC ↓", "insertion AUC ↑", "ins − del ↑",
-                 "beats baselines"]
-DEFAULT_FAITH_STEPS = 16  # about 20 s on a 2-core CPU for 12 panels; RISE uses 224
-MAX_FAITH_STEPS = 224
+FAITH_HEADERS = ["panel", "verdict", "LeRF − MoRF [90 % CI] ↑", "beats random / smooth / edges",
+                 "class ρ ↓", "sanity ρ ↓", "max-sensitivity ↓", "why"]
+DEFAULT_FAITH_STEPS = 16  # the meta-evaluated protocol: 16-px cells, blur fill, 16 steps
+MAX_FAITH_STEPS = 196  # 224 / 16 = 14 cells a side
+THUMB = 160  # px, the side of a panel picture with its badge
 
 
 @dataclass
 class InsightRun:
-    """Embeddings, channel grids, faithfulness and sanity of one explanation (one forward)."""
+    """Embeddings, channel grids, the verdicts and the sanity report of one explanation."""
 
     result: Explanation
     figure: Any
     grids: list[tuple[Any, str]]
-    faithfulness: FaithfulnessTable
+    verdicts: VerdictReport
     sanity: SanityReport | None
 
 
-def _insights(name: str, image, methods: list[str], mode: str, targets, fit: str,
-              n_steps: int, sanity: bool, on_step=None) -> InsightRun:
-    step = on_step or (lambda fraction, text: None)
-    model = CACHE.get(name)
-    step(0.05, "explaining the image (one forward, one backward)")
-    result = xai.explain(model, image, methods, DEPTHS, mode=mode, targets=targets, fit=fit,
-                         keep_activations=True)  # the embeddings reuse this forward
+def _explain(name: str, image, methods: list[str], mode: str, targets, fit: str
+             ) -> tuple[Explanation, Any, list[tuple[Any, str]]]:
+    result = xai.explain(CACHE.get(name), image, methods, DEPTHS, mode=mode, targets=targets,
+                         fit=fit, keep_activations=True)  # the embeddings reuse this forward
     grids = [(feature_grid(result, d, k=16, cols=4, tile=96),
               f"{d}: {result.layer(d).name} · top 16 channels") for d in result.depths]
-    panels = len(result.depths) * len(result.panel_methods)
-    forwards = 2 * (panels + 3) * (n_steps - 1) + 3
-    end = 0.75 if sanity else 0.95
-    with ticking(step, 0.15, end, f"scoring {panels} panels and 3 baselines: deletion and "
-                 f"insertion, {n_steps} steps each", forwards * result.timings["forward"] / 4):
-        table = score_explanation(model, result, n_steps=n_steps)
-    report = None
-    if sanity:
-        with ticking(step, end, 0.98, "sanity check: re-initialising the model top-down",
-                     40 * result.timings["total"]):
-            report = sanity_check(model, result)
-    step(1.0, "drawing")
-    return InsightRun(result, embedding_figure(result), grids, table, report)
+    return result, embedding_figure(result), grids
 
 
-@contextlib.contextmanager
-def ticking(step: Callable[[float, str], None], start: float, end: float, text: str,
-            expected_s: float) -> Iterator[None]:
-    """Report progress from ``start`` towards ``end`` every 0.4 s while the block runs:
-    ``start + (end - start)·(1 − e^(−t/expected_s))``, so the bar keeps moving and never
-    passes ``end`` however wrong the estimate (the step inside reports nothing itself)."""
-    step(start, text)
-    stop = threading.Event()
-
-    def loop() -> None:
-        t0 = time.perf_counter()
-        while not stop.wait(0.4):
-            done = 1 - math.exp(-(time.perf_counter() - t0) / max(expected_s, 0.1))
-            step(start + (end - start) * done, text)
-
-    # the copied context carries Gradio's request, so the thread's reports reach the page
-    ticker = threading.Thread(target=contextvars.copy_context().run, args=(loop,),
-                              name="xai-progress", daemon=True)
-    ticker.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        ticker.join()
+def _sanity(name: str, result: Explanation) -> SanityReport:
+    return sanity_check(CACHE.get(name), result)
 
 
-compute_insights = _gpu(_insights)
+def _judge(name: str, result: Explanation, sanity: SanityReport | None,
+           n_steps: int) -> VerdictReport:
+    return judge(CACHE.get(name), result, sanity=sanity, n_steps=n_steps)
+
+
+# each stage is its own GPU call, so that the page can show real progress between them
+compute_explain, compute_sanity, compute_judge = on_gpu(_explain), on_gpu(_sanity), on_gpu(_judge)
 
 
 def insights(name: object, image, *, mode: object = "stages",
              methods=xai.DEFAULT_METHODS, target: object = TOP1, fit: object = "crop",
              n_steps: object = DEFAULT_FAITH_STEPS, sanity: bool = True,
-             on_step=None) -> InsightRun:
-    """Validate, then embeddings + channel grids + faithfulness (+ sanity) for one target."""
+             progress: Callable[[float, str], Any] | None = None) -> InsightRun:
+    """Validate, then embeddings + channel grids, the sanity check and the verdicts, calling
+    ``progress(fraction, text)`` before each stage."""
     name, mode, fit, method_names = check_request(name, image, mode, methods, fit)
     targets, _ = parse_targets(target, 1)
     try:
@@ -111,29 +81,68 @@ def insights(name: object, image, *, mode: object = "stages",
         raise XaiError(f"steps must be a whole number, not {str(n_steps)[:40]!r}") from None
     if not 4 <= steps <= MAX_FAITH_STEPS:
         raise XaiError(f"steps must be in 4..{MAX_FAITH_STEPS}")
-    return compute_insights(name, image, method_names, mode, targets, fit, steps, bool(sanity),
-                            on_step)
+    say = progress or (lambda f, s: None)
+    say(0.05, "explaining: one forward, one backward; embeddings and channels")
+    result, figure, grids = compute_explain(name, image, method_names, mode, targets, fit)
+    report = None
+    if sanity:
+        say(0.25, "sanity check: re-initialising a copy of the model top-down")
+        report = compute_sanity(name, result)
+    say(0.5, f"verdicts: removing 16-px cells in {steps} steps for every panel and 3 baselines "
+             "(batched), then the maps for another class and under noise")
+    verdicts = compute_judge(name, result, report, steps)
+    say(1.0, "done")
+    return InsightRun(result, figure, grids, verdicts, report)
 
 
-def faithfulness_rows(table: FaithfulnessTable) -> list[list[str]]:
-    """The ranked table, best marked ★, then the baselines every method must beat."""
-    rows = [[f"{r['rank']}{' ★' if r['best'] else ''}", r["method"], r["depth"],
-             f"{r['deletion_auc']:.3f}", f"{r['insertion_auc']:.3f}", f"{r['score']:+.3f}",
-             "yes" if r["beats_baselines"] else "no"]
-            for r in sorted(table.rows, key=lambda r: r["rank"])]
-    rows += [["baseline", b["method"], "—", f"{b['deletion_auc']:.3f}",
-              f"{b['insertion_auc']:.3f}", f"{b['score']:+.3f}", "—"] for b in table.baselines]
+def panel_pictures(run: InsightRun) -> list[tuple[Image.Image, str]]:
+    """Every panel's overlay with its badge as caption (★: the one to believe)."""
+    r, tgt = run.result, run.verdicts.target["index"]
+    out = []
+    for p in run.verdicts.panels:
+        cam = r.cam(p.method, p.depth, tgt)
+        pic = Image.fromarray(overlay(r.image, cam)).resize((THUMB, THUMB))
+        out.append((pic, f"{p.method} @ {p.depth}{' ★' if p.best else ''} · {p.badge}"))
+    return out
+
+
+def verdict_rows(report: VerdictReport) -> list[list[str]]:
+    """One row per panel, by score, then the baselines every panel must beat."""
+    f = lambda v: "—" if v is None else f"{v:+.2f}"  # noqa: E731
+    rows = [[f"{p.method} @ {p.depth}{' ★' if p.best else ''}", p.badge,
+             f"{p.score:+.2f} [{p.low:+.2f}, {p.high:+.2f}]",
+             " / ".join("yes" if ok else "no" for ok in p.beats.values()), f(p.class_rho),
+             f(p.sanity_rho), f"{p.max_sensitivity:.2f}", p.text]
+            for p in sorted(report.panels, key=lambda p: -p.score)]
+    rows += [[f"baseline: {b['name']}", "—", f"{b['score']:+.2f} [{b['low']:+.2f}, "
+              f"{b['high']:+.2f}]", "—", "—", "—", "—", "what a map must beat"]
+             for b in report.baselines]
     return rows
+
+
+def verdict_markdown(run: InsightRun) -> str:
+    """The summary (which map to believe, and where the signals disagree), then the sanity
+    check per method."""
+    v = run.verdicts
+    head = (f"**Which map to believe for {v.target['label']}** — {v.summary}\n\n"
+            f"Class sensitivity compares with the maps for *{v.contrast['label']}*. "
+            f"Scored {len(v.panels)} panels + {len(v.baselines)} baselines with {v.forwards} "
+            f"images in {v.timings.get('faithfulness', 0):.1f} s.")
+    return head + "\n\n" + sanity_markdown(run.sanity)
 
 
 def sanity_markdown(report: SanityReport | None) -> str:
     """The verdict per method, in words."""
     if report is None:
         return "Sanity check off."
-    lines = [f"**Sanity check** (cascading model-parameter randomisation, Adebayo et al. 2018; a "
-             f"method passes when its maps' mean |Spearman ρ| once the layer's own stage and "
-             f"everything above it are re-initialised is below {report.threshold}):"]
+    lines = [f"**Sanity check** (cascading model-parameter randomisation, Adebayo et al. 2018), "
+             f"per panel, never averaged over depths: a panel passes when its map's |Spearman ρ| "
+             f"with the original, once its layer's stage and everything above are re-initialised, "
+             f"is below {report.threshold}; a method passes when every depth does:"]
     for m, v in report.verdicts.items():
-        lines.append(f"- **{m}: {v['verdict']}** — mean |ρ| own stage {fmt_rho(v['rho_layer'])}, "
-                     f"mean ρ head only {fmt_rho(v['rho_head'])}. {v['note']}")
+        per = "; ".join(f"{d} {fmt_rho(p['rho'])} {p['verdict']}"
+                        for d, p in v.get("panels", {}).items())
+        lines.append(f"- **{m}: {v['verdict']}** — worst |ρ| own stage "
+                     f"{fmt_rho(v['rho_layer'])} ({per or 'no panel'}), mean ρ head only "
+                     f"{fmt_rho(v['rho_head'])}. {v['note']}")
     return "\n".join(lines)

@@ -244,7 +244,7 @@ class ModelCache:
 CACHE = ModelCache()
 
 
-def _gpu(fn: Callable) -> Callable:
+def on_gpu(fn: Callable) -> Callable:
     """``spaces.GPU`` on ZeroGPU Spaces (where the ``spaces`` package is installed), else ``fn``."""
     try:
         import spaces  # type: ignore[import-not-found]
@@ -274,8 +274,8 @@ def warm_up(name: str | None = None) -> None:
     xai.predict(model, np.zeros((model.input_size[0], model.input_size[1], 3), np.uint8))
 
 
-compute = _gpu(_compute)
-predict_on_device = _gpu(_predict)
+compute = on_gpu(_compute)
+predict_on_device = on_gpu(_predict)
 
 
 def predict(name: str, image: xai.images.ImageInput, fit: str = "crop") -> list[Prediction]:
