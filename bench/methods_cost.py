@@ -80,7 +80,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--models", nargs="+", default=["resnet50", "efficientnet_lite0"])
     p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--score-depths", nargs="+", default=["middle"])
+    p.add_argument("--score-depths", nargs="*", default=["middle"], help="none: skip")
     p.add_argument("--out", default="bench/results/methods_cost.json")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
