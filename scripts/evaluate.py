@@ -274,7 +274,10 @@ def main() -> int:
             "maps_per_image": len(tables[0]["rows"]) + len(tables[0]["baselines"]),
             "forwards_per_image": tables[0]["forwards"], "batches_per_image": tables[0]["batches"],
             "command": "python scripts/evaluate.py" + (f" --steps {args.steps}")
-                       + (" --road" if args.road else ""),
+                       + (" --road" if args.road else "")
+                       + ("" if METHODS == xai.DEFAULT_METHODS
+                          else " --methods " + " ".join(args.methods)
+                          + " --out " + os.path.relpath(args.out, ROOT)),
         },
         "images": {n: {"class": c, "label": model.labels[c]} for n, (_, c) in objs.items()},
         "table": aggregate(tables, pointing, sanity),

@@ -199,3 +199,12 @@ def test_dff_concepts_match_pytorch_grad_cam_and_name_the_objects(bundled):
     assert c.maps[cup][:, w:].sum() > 2 * c.maps[cup][:, :w].sum()
     pic, legend = concepts_image(r, n_components=4, model=bundled)
     assert pic.shape == r.image.shape and len(legend) == 4
+
+
+def test_sheet_gets_a_fused_row_only_with_layercam(bundled, cat_path):
+    from xai.render import PAD, PANEL, fused_columns, gallery
+    r4 = xai.explain(bundled, cat_path)
+    r5 = xai.explain(bundled, cat_path, methods=list(DEFAULT_METHODS) + ["layercam"])
+    assert fused_columns(r4) == {}
+    assert fused_columns(r5) == {"layercam": "layercam-fusion", "gradcam++": "refinecam"}
+    assert gallery(r5).height - gallery(r4).height == PANEL + PAD

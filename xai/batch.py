@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .cams import DEFAULT_METHODS, get_method
+from .cams import method_names as registry_names
 from .datasets import Sample
 from .engine import DEFAULT_DEPTHS, Explanation, Prediction
 from .layers import resolve_layer
@@ -234,11 +235,7 @@ class BatchExplainer:
 
 def method_names(methods) -> list[str]:
     """The canonical names of ``methods``, without repeats (the manifest's column prefixes)."""
-    names: list[str] = []
-    for m in methods:
-        if get_method(m).name not in names:
-            names.append(get_method(m).name)
-    return names
+    return registry_names(methods)  # the registry's: aliases, "all", "every"
 
 
 def overlay_name(image_id: str) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .cams import GUIDED, get_method
+from .cams.fusion import fused_map
 from .errors import OptionError
 
 if TYPE_CHECKING:
@@ -108,7 +109,9 @@ def gallery(result: Explanation, alpha: float = 0.5, colormap: str = "jet",
     cols = len(methods) + 1  # the input image first
     width = row_label_w + cols * (panel + PAD) + PAD
     title_h, col_h = 58, 50
-    block_h = col_h + len(result.depths) * (panel + PAD) + 14
+    fused = fused_columns(result)
+    n_rows = len(result.depths) + bool(fused)
+    block_h = col_h + n_rows * (panel + PAD) + 14
     height = title_h + block_h * len(result.targets)
     canvas = Image.new("RGB", (width, height), BG)
     draw = ImageDraw.Draw(canvas)
@@ -145,5 +148,31 @@ def gallery(result: Explanation, alpha: float = 0.5, colormap: str = "jet",
             for j, pic in enumerate(row_pics):
                 tile = Image.fromarray(pic).resize((panel, panel), Image.BILINEAR)
                 canvas.paste(tile, (row_label_w + PAD + j * (panel + PAD), ry))
-        y += len(result.depths) * (panel + PAD) + 14
+        if fused:
+            _fused_row(canvas, draw, result, tgt.index, fused, methods,
+                       (row_label_w, y + len(result.depths) * (panel + PAD), panel),
+                       alpha, colormap)
+        y += n_rows * (panel + PAD) + 14
     return canvas
+
+
+def fused_columns(result: Explanation) -> dict[str, str]:
+    """{method column: fusion} for the sheet's fused row: LayerCAM fusion under LayerCAM, and
+    RefineCAM under Grad-CAM++, once LayerCAM was computed at more than one depth."""
+    if "layercam" not in result.methods or len(result.depths) < 2:
+        return {}
+    return {m: k for m, k in (("layercam", "layercam-fusion"), ("gradcam++", "refinecam"))
+            if m in result.methods}
+
+
+def _fused_row(canvas, draw, result, target, fused, methods, at, alpha, colormap) -> None:
+    row_label_w, ry, panel = at
+    lines = ["fused", " + ".join(result.depths), "LayerCAM fusion,", "RefineCAM"]
+    for k, line in enumerate(lines):
+        fnt = font(13, True) if k == 0 else font(11)
+        draw.text((PAD, ry + 4 + k * 17), _fit(line, fnt, row_label_w - 12),
+                  fill=INK if k == 0 else MUTED, font=fnt)
+    for method, kind in fused.items():
+        pic = overlay(result.image, fused_map(result, kind, target), alpha, colormap)
+        x = row_label_w + PAD + (1 + methods.index(method)) * (panel + PAD)
+        canvas.paste(Image.fromarray(pic).resize((panel, panel), Image.BILINEAR), (x, ry))

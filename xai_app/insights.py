@@ -22,8 +22,8 @@ from .service import (
     CACHE,
     DEPTHS,
     TOP1,
-    on_gpu,
     check_request,
+    on_gpu,
     parse_targets,
 )
 

@@ -4,8 +4,9 @@ the score when it is ablated.
     w_c = (y - y_{A_c := v}) / y,   M = ReLU( sum_c w_c A_c )
     v = 0 where the layer's minimum is 0 (the paper), else min - 1e7 (pytorch-grad-cam)
 
-Batched: ``batch`` copies of an image run at once, a forward hook on the layer ablating one
-channel in each; every explained class is read off the same forwards.
+Batched: ``batch`` copies of an image (16 on a CPU, 128 on a GPU) run at once, a forward hook
+on the layer ablating one channel in each; every explained class is read off the same
+forwards.
 
     r = xai.explain("efficientnet_lite0", "cat.png", methods=["ablationcam"], depths=["last"])
     heat = r.cam("ablationcam")
@@ -19,14 +20,15 @@ from ..models import class_logits
 from ..trace import output_tensor, replace_output
 from .base import CamMethod
 
-BATCH = 64
+BATCH = {"cpu": 16, "cuda": 128}  # per device type: large CPU batches are memory-bound
 ABLATION_VALUE = 1e7
 
 
 def ablated_scores(module: torch.nn.Module, x: torch.Tensor, layer: str, fmt: str, channels: int,
-                   classes: list[int], batch: int = BATCH) -> tuple[torch.Tensor, int]:
+                   classes: list[int], batch: int | None = None) -> tuple[torch.Tensor, int]:
     """(len(classes), C) logits of ``x`` (1, 3, H, W) with each channel of ``layer`` ablated;
     and the number of forwards run."""
+    batch = batch or BATCH.get(x.device.type, 16)
     chosen: list[torch.Tensor] = []
 
     def hook(mod, args, out):

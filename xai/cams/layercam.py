@@ -20,4 +20,4 @@ class LayerCAM(CamMethod):
     aliases = ("layer-cam",)
 
     def cam(self, acts: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
-        return torch.einsum("nchw,nchw->nhw", grads.clamp(min=0), acts)
+        return (grads.clamp(min=0) * acts).sum(dim=1)  # faster than einsum on a CPU

@@ -4,9 +4,9 @@ of the input masked with that channel.
     M_c = upsample(A_c) (bilinear, corners aligned), min-max scaled to [0, 1]
     w   = softmax_c( y_t(x ⊙ M_c) ),   M = ReLU( sum_c w_c A_c )
 
-Batched: the C masked copies of an image go through the model ``batch`` at a time and every
-explained class is read off the same forwards; channels whose mask is all zero (a constant
-channel) share one forward of a blank image.
+Batched: the C masked copies of an image go through the model ``batch`` at a time (16 on a
+CPU, 128 on a GPU) and every explained class is read off the same forwards; channels whose
+mask is all zero (a constant channel) share one forward of a blank image.
 
     r = xai.explain("efficientnet_lite0", "cat.png", methods=["scorecam"], depths=["last"])
     heat = r.cam("scorecam")
@@ -20,13 +20,14 @@ import torch.nn.functional as F
 from ..models import class_logits
 from .base import CamMethod
 
-BATCH = 64
+BATCH = {"cpu": 16, "cuda": 128}  # per device type: large CPU batches are memory-bound
 
 
 def masked_scores(module: torch.nn.Module, x: torch.Tensor, acts: torch.Tensor,
-                  classes: list[int], batch: int = BATCH) -> tuple[torch.Tensor, int]:
+                  classes: list[int], batch: int | None = None) -> tuple[torch.Tensor, int]:
     """(len(classes), C) logits of ``x`` (1, 3, H, W) masked by each channel of ``acts``
     (C, h, w); and the number of forwards run."""
+    batch = batch or BATCH.get(x.device.type, 16)
     up = F.interpolate(acts[None].float(), size=x.shape[-2:], mode="bilinear",
                        align_corners=True)[0]
     flat = up.reshape(up.shape[0], -1)
