@@ -43,6 +43,22 @@ def _parser() -> argparse.ArgumentParser:
                         "whole image (default for datasets: boxes anywhere can be hit)")
     e.add_argument("--alpha", type=float, default=0.5, help="heat-map weight in overlays")
     e.add_argument("--random-weights", action="store_true", help="pretrained=False (timing)")
+    _report_arguments(e)
+    e.add_argument("--out", required=True, type=Path, help="output folder")
+    _dataset_arguments(e)
+    rp = sub.add_parser("report", help="(re)write the HTML/JSON report of a dataset run",
+                        parents=[common])
+    rp.add_argument("out", type=Path, help="the --out folder of a dataset run")
+    ly = sub.add_parser("layers", help="print the resolved layers and the conv count",
+                        parents=[common])
+    ly.add_argument("model", nargs="?", default=DEFAULT_MODEL)
+    ly.add_argument("--all", action="store_true", help="list every conv layer")
+    ly.add_argument("--random-weights", action="store_true")
+    return p
+
+
+def _report_arguments(e: argparse.ArgumentParser) -> None:
+    """Which map to believe: faithfulness, verdicts, sanity, embeddings."""
     e.add_argument("--faithfulness", action="store_true",
                    help="score every panel: RISE deletion/insertion AUC vs random/Sobel maps")
     e.add_argument("--steps", type=int, default=50,
@@ -56,17 +72,6 @@ def _parser() -> argparse.ArgumentParser:
                    help="model-parameter randomisation check: rank correlation and verdicts")
     e.add_argument("--embeddings", action="store_true",
                    help="embedding maps, top channels per layer, and (2+ images) a 2-D plot")
-    e.add_argument("--out", required=True, type=Path, help="output folder")
-    _dataset_arguments(e)
-    rp = sub.add_parser("report", help="(re)write the HTML/JSON report of a dataset run",
-                        parents=[common])
-    rp.add_argument("out", type=Path, help="the --out folder of a dataset run")
-    ly = sub.add_parser("layers", help="print the resolved layers and the conv count",
-                        parents=[common])
-    ly.add_argument("model", nargs="?", default=DEFAULT_MODEL)
-    ly.add_argument("--all", action="store_true", help="list every conv layer")
-    ly.add_argument("--random-weights", action="store_true")
-    return p
 
 
 def _dataset_arguments(e: argparse.ArgumentParser) -> None:

@@ -266,6 +266,16 @@ class FaithfulnessTable:
         return "\n".join(lines)
 
 
+def _entry(i: int, dels, inss, roads: dict | None) -> dict:
+    """Map ``i``'s AUCs (and ROAD scores) as a table row's numbers."""
+    d = {"deletion_auc": round(float(dels[i]), 4), "insertion_auc": round(float(inss[i]), 4),
+         "score": round(float(inss[i] - dels[i]), 4)}
+    if roads is not None:
+        d.update(road=round(float(roads["road"][i]), 4), road_morf=round(
+            float(roads["morf"][i]), 4), road_lerf=round(float(roads["lerf"][i]), 4))
+    return d
+
+
 def score_explanation(model: LoadedModel, result: Explanation, target: int | str | None = None,
                       *, n_steps: int = 50, chunk_size: int = 64, baselines: bool = True,
                       road: bool = False, road_percentiles: Sequence[int] = ROAD_PERCENTILES,
@@ -303,16 +313,10 @@ def score_explanation(model: LoadedModel, result: Explanation, target: int | str
         timings["road"] = time.perf_counter() - t
 
     def entry(i: int) -> dict:
-        d = {"deletion_auc": round(float(dels[i]), 4), "insertion_auc": round(float(inss[i]), 4),
-             "score": round(float(inss[i] - dels[i]), 4)}
-        if roads is not None:
-            d.update(road=round(float(roads["road"][i]), 4), road_morf=round(
-                float(roads["morf"][i]), 4), road_lerf=round(float(roads["lerf"][i]), 4))
-        return d
+        return _entry(i, dels, inss, roads)
 
-    rows = []
-    for i, (m, d) in enumerate(keys):
-        rows.append({"method": m, "depth": d, "layer": result.layer(d).name, **entry(i)})
+    rows = [{"method": m, "depth": d, "layer": result.layer(d).name, **entry(i)}
+            for i, (m, d) in enumerate(keys)]
     base = [{"method": n, **entry(len(keys) + j)} for j, n in enumerate(names)]
     bar = max((b["score"] for b in base), default=-math.inf)
     order = sorted(range(len(rows)), key=lambda i: -rows[i]["score"])

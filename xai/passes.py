@@ -87,18 +87,24 @@ def run_pass(model: LoadedModel, x: torch.Tensor, layers: Sequence[LayerInfo],
             _backward(out, rec.outputs, names, info_of, acts, grad_methods)
         rec.outputs.clear()
         out.logits = logits
-        if any(m.perturbation for m in methods):  # Score-/Ablation-CAM, FullGrad
-            t = time.perf_counter()
-            _perturbation(out, model.module, x, [info_of[n] for n in names], acts,
-                          [m for m in methods if m.perturbation])
-            out.timings["perturbation"] = time.perf_counter() - t
-        if guided:
-            t = time.perf_counter()
-            out.guided = guided_pass(model.module, x, out.targets)
-            out.passes["forward"] += 1
-            out.passes["backward"] += len(out.targets)
-            out.timings["guided"] = time.perf_counter() - t
+        _after(out, model.module, x, [info_of[n] for n in names], acts, methods, guided)
     return out
+
+
+def _after(out: Pass, module: torch.nn.Module, x: torch.Tensor, layers: list[LayerInfo],
+           acts: dict[str, torch.Tensor], methods: Sequence[CamMethod], guided: bool) -> None:
+    """What runs its own passes after the shared one: Score-/Ablation-CAM and FullGrad
+    (batched), then guided backpropagation."""
+    if any(m.perturbation for m in methods):
+        t = time.perf_counter()
+        _perturbation(out, module, x, layers, acts, [m for m in methods if m.perturbation])
+        out.timings["perturbation"] = time.perf_counter() - t
+    if guided:
+        t = time.perf_counter()
+        out.guided = guided_pass(module, x, out.targets)
+        out.passes["forward"] += 1
+        out.passes["backward"] += len(out.targets)
+        out.timings["guided"] = time.perf_counter() - t
 
 
 def _backward(out: Pass, outputs: dict[str, torch.Tensor], names: list[str],

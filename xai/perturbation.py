@@ -201,16 +201,20 @@ def removal_curves(model: LoadedModel, x: torch.Tensor, maps: torch.Tensor, targ
             yield _filled(x.expand(len(part), -1, -1, -1), mask, fill, substrate, gen)
 
     logits, probs, calls = _forward(model, batches(), int(target))
-    curves = {}
-    for name, vals in (("logit", logits), ("prob", probs)):
-        first, last = (float(v) for v in vals[0])
-        inner = (torch.cat(vals[1:]).view(len(orders), m, n_steps - 1).numpy()
-                 if n_steps > 1 else np.zeros((len(orders), m, 0)))
-        curves[name] = {o: np.concatenate([np.full((m, 1), first), inner[j],
-                                           np.full((m, 1), last)], 1)
-                        for j, o in enumerate(orders)}
+    curves = {name: _curves(vals, orders, m, n_steps)
+              for name, vals in (("logit", logits), ("prob", probs))}
     return RemovalCurves(np.array(counts, dtype=np.float64) / n_cells, curves["logit"],
                          curves["prob"], 2 + len(jobs), calls, time.perf_counter() - t0)
+
+
+def _curves(vals: list, orders: tuple[str, ...], m: int, n_steps: int) -> dict:
+    """{order: (M, n_steps + 1) curve}: the shared untouched and fully removed values at the
+    ends, each map's own steps between."""
+    first, last = (float(v) for v in vals[0])
+    inner = (torch.cat(vals[1:]).view(len(orders), m, n_steps - 1).numpy()
+             if n_steps > 1 else np.zeros((len(orders), m, 0)))
+    return {o: np.concatenate([np.full((m, 1), first), inner[j], np.full((m, 1), last)], 1)
+            for j, o in enumerate(orders)}
 
 
 def _filled(x: torch.Tensor, mask: torch.Tensor, fill: str, substrate: torch.Tensor | None,

@@ -104,7 +104,7 @@ def gallery(result: Explanation, alpha: float = 0.5, colormap: str = "jet",
     ``drawn`` may hold :func:`panels` already made per target index, to draw them only once.
     """
     methods = result.panel_methods
-    head_f, col_f, row_f, small_f = font(18, True), font(15, True), font(13, True), font(11)
+    head_f, col_f = font(18, True), font(15, True)
     row_label_w = 190
     cols = len(methods) + 1  # the input image first
     width = row_label_w + cols * (panel + PAD) + PAD
@@ -115,16 +115,7 @@ def gallery(result: Explanation, alpha: float = 0.5, colormap: str = "jet",
     height = title_h + block_h * len(result.targets)
     canvas = Image.new("RGB", (width, height), BG)
     draw = ImageDraw.Draw(canvas)
-    top5 = ", ".join(f"{p.label} {p.probability:.0%}" for p in result.predictions[:3])
-    bar_w = 220
-    draw.text((PAD, 8), _fit(f"{result.model} — {result.mode} — top: {top5}", head_f,
-                             width - 3 * PAD - bar_w), fill=INK, font=head_f)
-    colour_bar(canvas, (width - PAD - bar_w, 8), bar_w, colormap)
-    box = result.box
-    draw.text((PAD, 34), _fit(f"explained region {box[2] - box[0]}×{box[3] - box[1]} at "
-                              f"({box[0]}, {box[1]}) of the input; model input "
-                              f"{result.input_size[1]}×{result.input_size[0]}",
-                              small_f, width - 3 * PAD - bar_w), fill=MUTED, font=small_f)
+    _sheet_title(canvas, draw, result, colormap)
     y = title_h
     for tgt in result.targets:
         draw.text((PAD, y + 2), _fit(f"target: {tgt.label} (class {tgt.index}, "
@@ -137,23 +128,48 @@ def gallery(result: Explanation, alpha: float = 0.5, colormap: str = "jet",
         y += col_h
         pics = (drawn or {}).get(tgt.index) or panels(result, tgt.index, alpha, colormap)
         for r, depth in enumerate(result.depths):
-            layer = result.layer(depth)
-            ry = y + r * (panel + PAD)
-            lines = [depth, layer.name, layer.kind, layer.position, layer.size]
-            for k, line in enumerate(lines):
-                draw.text((PAD, ry + 4 + k * 17), _fit(line, row_f if k == 0 else small_f,
-                                                       row_label_w - 12),
-                          fill=INK if k == 0 else MUTED, font=row_f if k == 0 else small_f)
-            row_pics = [result.image] + [p for p, _, d, _ in pics if d == depth]
-            for j, pic in enumerate(row_pics):
-                tile = Image.fromarray(pic).resize((panel, panel), Image.BILINEAR)
-                canvas.paste(tile, (row_label_w + PAD + j * (panel + PAD), ry))
+            _layer_row(canvas, draw, result, depth, pics, (row_label_w, y + r * (panel + PAD),
+                                                           panel))
         if fused:
             _fused_row(canvas, draw, result, tgt.index, fused, methods,
                        (row_label_w, y + len(result.depths) * (panel + PAD), panel),
                        alpha, colormap)
         y += n_rows * (panel + PAD) + 14
     return canvas
+
+
+def _sheet_title(canvas: Image.Image, draw: ImageDraw.ImageDraw, result: Explanation,
+                 colormap: str) -> None:
+    """The sheet's two title lines (model, top predictions, region) and its colour bar."""
+    width = canvas.width
+    head_f, small_f = font(18, True), font(11)
+    top5 = ", ".join(f"{p.label} {p.probability:.0%}" for p in result.predictions[:3])
+    bar_w = 220
+    draw.text((PAD, 8), _fit(f"{result.model} — {result.mode} — top: {top5}", head_f,
+                             width - 3 * PAD - bar_w), fill=INK, font=head_f)
+    colour_bar(canvas, (width - PAD - bar_w, 8), bar_w, colormap)
+    box = result.box
+    draw.text((PAD, 34), _fit(f"explained region {box[2] - box[0]}×{box[3] - box[1]} at "
+                              f"({box[0]}, {box[1]}) of the input; model input "
+                              f"{result.input_size[1]}×{result.input_size[0]}",
+                              small_f, width - 3 * PAD - bar_w), fill=MUTED, font=small_f)
+
+
+def _layer_row(canvas: Image.Image, draw: ImageDraw.ImageDraw, result: Explanation, depth: str,
+               pics: list, at: tuple[int, int, int]) -> None:
+    """One depth's row: its label (depth, module, kind, position, size), the input and every
+    method's panel; ``at`` = (label width, top, panel size)."""
+    row_label_w, ry, panel = at
+    row_f, small_f = font(13, True), font(11)
+    layer = result.layer(depth)
+    for k, line in enumerate([depth, layer.name, layer.kind, layer.position, layer.size]):
+        draw.text((PAD, ry + 4 + k * 17), _fit(line, row_f if k == 0 else small_f,
+                                               row_label_w - 12),
+                  fill=INK if k == 0 else MUTED, font=row_f if k == 0 else small_f)
+    row_pics = [result.image] + [p for p, _, d, _ in pics if d == depth]
+    for j, pic in enumerate(row_pics):
+        tile = Image.fromarray(pic).resize((panel, panel), Image.BILINEAR)
+        canvas.paste(tile, (row_label_w + PAD + j * (panel + PAD), ry))
 
 
 def fused_columns(result: Explanation) -> dict[str, str]:

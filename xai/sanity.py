@@ -178,51 +178,64 @@ def sanity_check(model: LoadedModel, result: Explanation, target: int | str | No
     n_steps = max(layer_step.values()) + 1
     if max_steps is not None:
         n_steps = max(1, min(n_steps, max_steps))
+    original = {(m.name, d): result.maps[result.key(m.name, d, tgt)]
+                for m in method_objs for d in depths}
+    rho = _cascade(model, result.input, layers, method_objs, tgt, original,
+                   [units[k][1] for k in range(n_steps)], seed)
+    verdicts = {m.name: _verdict(m, rho[m.name], layer_step, n_steps, threshold)
+                for m in method_objs}
+    steps = [units[0][0]] + [f"+ {units[k][0]}" for k in range(1, n_steps)]
+    return SanityReport(result.model, result.target_prediction(tgt).to_dict(), steps,
+                        layer_step, rho, verdicts, threshold, time.perf_counter() - t0)
+
+
+def _cascade(model: LoadedModel, x: torch.Tensor, layers: dict[str, LayerInfo], methods: list,
+             tgt: int, original: dict, steps: list[list[str]], seed: int) -> dict:
+    """{method: {depth: [ρ after each step]}}: re-initialise a copy of the model's units step
+    by step (top-down) and compare each map with the original (Spearman)."""
     with model.lock:
         module = copy.deepcopy(model.module)
     replica = dataclasses.replace(model, module=module, lock=threading.RLock())
-    x = result.input.to(model.device)
-    original = {(m.name, d): result.maps[result.key(m.name, d, tgt)]
-                for m in method_objs for d in depths}
-    rho = {m.name: {d: [] for d in depths} for m in method_objs}
+    x = replica.place(x)
+    rho: dict = {m.name: {d: [] for d in layers} for m in methods}
     by_name = dict(module.named_modules())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for step in range(n_steps):
-            for name in units[step][1]:
+        for names in steps:
+            for name in names:
                 _reinit(by_name[name])
             with torch.inference_mode(False):
-                run = run_pass(replica, x, list(layers.values()), method_objs,
-                               [ClassTarget(tgt)])
-            for m in method_objs:
-                for d in depths:
-                    new = run.maps[MapKey(m.name, layers[d].name, 0,
+                run = run_pass(replica, x, list(layers.values()), methods, [ClassTarget(tgt)])
+            for m in methods:
+                for d, info in layers.items():
+                    new = run.maps[MapKey(m.name, info.name, 0,
                                           None if m.class_agnostic else tgt)]
                     r = spearman(original[(m.name, d)], new)
                     if r is None and float(original[(m.name, d)].std()) > 0:
                         r = 0.0  # the randomised map went constant: nothing of it is left
                     rho[m.name][d].append(None if r is None else round(r, 4))
-    verdicts = {}
-    for m in method_objs:
-        panels = {d: _panel(rho[m.name][d], layer_step[d], threshold) for d in depths}
-        at_layer = [abs(p["rho"]) for p in panels.values() if p["rho"] is not None]
-        head = [v for d in depths if (v := rho[m.name][d][0]) is not None]
-        top = [v for d in depths if n_steps > 1 and (v := rho[m.name][d][1]) is not None]
-        worst = max(at_layer) if at_layer else None
-        verdict = ("not run" if worst is None else "passes" if worst < threshold else "fails")
-        failing = [d for d, p in panels.items() if p["verdict"] == "fails"]
-        note = ("class-agnostic: does not read the head, so ρ after the head is 1 by "
-                "construction" if m.class_agnostic else
-                "class-dependent: the head's weights enter through the gradients")
-        verdicts[m.name] = {
-            "verdict": verdict, "rho_layer": _round(worst), "panels": panels,
-            "failing_depths": failing,
+    return rho
+
+
+def _verdict(m, rho: dict[str, list], layer_step: dict[str, int], n_steps: int,
+             threshold: float) -> dict:
+    """One method's verdict: judged per panel (depth) at the panel's own stage, failing if
+    any panel fails, never averaged over depths."""
+    depths = list(rho)
+    panels = {d: _panel(rho[d], layer_step[d], threshold) for d in depths}
+    at_layer = [abs(p["rho"]) for p in panels.values() if p["rho"] is not None]
+    head = [v for d in depths if (v := rho[d][0]) is not None]
+    top = [v for d in depths if n_steps > 1 and (v := rho[d][1]) is not None]
+    worst = max(at_layer) if at_layer else None
+    verdict = ("not run" if worst is None else "passes" if worst < threshold else "fails")
+    note = ("class-agnostic: does not read the head, so ρ after the head is 1 by "
+            "construction" if m.class_agnostic else
+            "class-dependent: the head's weights enter through the gradients")
+    return {"verdict": verdict, "rho_layer": _round(worst), "panels": panels,
+            "failing_depths": [d for d, p in panels.items() if p["verdict"] == "fails"],
             "rho_head": _round(float(np.mean(head)) if head else None),
             "rho_head_and_last_stage": _round(float(np.mean(top)) if top else None),
             "class_agnostic": m.class_agnostic, "note": note}
-    steps = [units[0][0]] + [f"+ {units[k][0]}" for k in range(1, n_steps)]
-    return SanityReport(result.model, result.target_prediction(tgt).to_dict(), steps,
-                        layer_step, rho, verdicts, threshold, time.perf_counter() - t0)
 
 
 def _panel(rhos: list[float | None], step: int, threshold: float) -> dict:

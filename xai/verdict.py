@@ -30,11 +30,13 @@ import numpy as np
 import torch
 
 from .cams import get_method
-from .engine import Explanation, run_pass
+from .explanation import Explanation
 from .faithfulness import random_map, sobel_map
 from .models import LoadedModel
+from .passes import MapKey, run_pass
 from .perturbation import RemovalCurves, bootstrap, removal_curves
 from .sanity import SanityReport, spearman
+from .targets import ClassTarget
 from .verdict_text import describe
 
 PROTOCOL = {"patch": 16, "fill": "blur", "n_steps": 16, "score": "lerf-morf", "readout": "logit"}
@@ -124,9 +126,9 @@ def _maps_for(model: LoadedModel, result: Explanation, x: torch.Tensor, target: 
     layers = [result.layer(d) for d in result.depths]
     methods = [get_method(m) for m in result.methods]
     with torch.inference_mode(False):
-        run = run_pass(model, x, layers, methods, lambda z: [[target] * x.shape[0]], False)
-    return {(m.name, d, i): run.maps[(m.name, result.layer(d).name, i,
-                                      None if m.class_agnostic else target)]
+        run = run_pass(model, x, layers, methods, [ClassTarget(target)])
+    return {(m.name, d, i): run.maps[MapKey(m.name, result.layer(d).name, i,
+                                            None if m.class_agnostic else target)]
             for m in methods for d in result.depths for i in range(x.shape[0])}
 
 
@@ -138,8 +140,7 @@ def class_rho(model: LoadedModel, result: Explanation, target: int, contrast: in
     for c in [contrast] if isinstance(contrast, int) else contrast:
         maps = _maps_for(model, result, result.input.to(model.device), c)
         for (m, d, _), new in maps.items():
-            key = None if get_method(m).class_agnostic else target
-            r = spearman(result.maps[(m, d, key)], new)
+            r = spearman(result.maps[result.key(m, d, target)], new)
             if r is None and float(new.std()) == 0:
                 r = 0.0  # the map went flat: it changed
             if r is not None:
@@ -158,7 +159,7 @@ def max_sensitivity(model: LoadedModel, result: Explanation, target: int, seed: 
     maps = _maps_for(model, result, x + d.to(x.device), target)
     out: dict[tuple[str, str], float] = {}
     for (m, dep, _), new in maps.items():
-        orig = result.maps[(m, dep, None if get_method(m).class_agnostic else target)].float()
+        orig = result.maps[result.key(m, dep, target)].float()
         s = float((new.float() - orig).norm() / orig.norm().clamp_min(1e-8))
         out[(m, dep)] = max(out.get((m, dep), 0.0), s)
     return out
