@@ -132,13 +132,21 @@ class SanityReport:
                 "rank_correlation": self.rho, "verdicts": self.verdicts,
                 "seconds": round(self.seconds, 3)}
 
+    def verdict_lines(self) -> list[str]:
+        """One Markdown line per method: its verdict, each panel's ρ and verdict, the head's
+        ρ and the note (the CLI's report and the app's tab)."""
+        lines = []
+        for m, v in self.verdicts.items():
+            per = "; ".join(f"{d} {fmt_rho(p['rho'])} {p['verdict']}"
+                            for d, p in v.get("panels", {}).items())
+            lines.append(f"- **{m}: {v['verdict']}** — worst |ρ| own stage "
+                         f"{fmt_rho(v['rho_layer'])} ({per or 'no panel'}), mean ρ head only "
+                         f"{fmt_rho(v['rho_head'])}. {v['note']}")
+        return lines
+
     def markdown(self) -> str:
         """Verdicts, then rho per method x depth x cascade step."""
-        lines = ["| method | verdict | worst abs ρ, own stage random | mean ρ, head | note |",
-                 "|---|---|---|---|---|"]
-        for m, v in self.verdicts.items():
-            lines.append(f"| {m} | **{v['verdict']}** | {fmt_rho(v['rho_layer'])} | "
-                         f"{fmt_rho(v['rho_head'])} | {v['note']} |")
+        lines = self.verdict_lines()
         lines += ["", "| method | depth | " + " | ".join(self.steps) + " |",
                   "|---|---|" + "---|" * len(self.steps)]
         for m, by_depth in self.rho.items():

@@ -45,6 +45,11 @@ N_RANDOM = (2, 3)  # draws of the random and smooth random maps whose curves are
 CLASS_RHO, STABLE, NOISE, N_NOISE, N_CONTRAST = 0.5, 0.5, 0.02, 4, 3
 
 
+VERDICT_HEADERS = ["panel", "verdict", "LeRF − MoRF [90 % CI] ↑",
+                   "beats random / smooth / edges", "class ρ ↓", "sanity ρ ↓",
+                   "max-sensitivity ↓", "why"]
+
+
 @dataclass
 class PanelVerdict:
     """Everything said about one panel, and why."""
@@ -93,18 +98,25 @@ class VerdictReport:
                 "baselines": self.baselines, "summary": self.summary, "forwards": self.forwards,
                 "timings": {k: round(v, 3) for k, v in self.timings.items()}}
 
+    def rows(self) -> list[list[str]]:
+        """The table under :data:`VERDICT_HEADERS` (the CLI's Markdown and the app's table):
+        one row per panel by score, then the baselines every panel must beat."""
+        f = lambda v: "—" if v is None else f"{v:+.2f}"  # noqa: E731
+        rows = [[f"{p.method} @ {p.depth}{' ★' if p.best else ''}", p.badge,
+                 f"{p.score:+.2f} [{p.low:+.2f}, {p.high:+.2f}]",
+                 " / ".join("yes" if ok else "no" for ok in p.beats.values()), f(p.class_rho),
+                 f(p.sanity_rho), f"{p.max_sensitivity:.2f}", p.text]
+                for p in sorted(self.panels, key=lambda p: -p.score)]
+        rows += [[f"baseline: {b['name']}", "—", f"{b['score']:+.2f} [{b['low']:+.2f}, "
+                  f"{b['high']:+.2f}]", "—", "—", "—", "—", "what a map must beat"]
+                 for b in self.baselines]
+        return rows
+
     def markdown(self) -> str:
-        """Panels by score, then the baselines, then the summary."""
-        f = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
-        lines = ["| panel | verdict | LeRF−MoRF [90 % CI] ↑ | class ρ ↓ | sanity ρ ↓ | "
-                 "max-sens. ↓ | why |", "|---|---|---|---|---|---|---|"]
-        for p in sorted(self.panels, key=lambda p: -p.score):
-            lines.append(f"| {p.method} @ {p.depth}{' ★' if p.best else ''} | {p.badge} | "
-                         f"{p.score:+.2f} [{p.low:+.2f}, {p.high:+.2f}] | {f(p.class_rho)} | "
-                         f"{f(p.sanity_rho)} | {p.max_sensitivity:.2f} | {p.text} |")
-        for b in self.baselines:
-            lines.append(f"| baseline: {b['name']} | — | {b['score']:+.2f} [{b['low']:+.2f}, "
-                         f"{b['high']:+.2f}] | — | — | — | |")
+        """:meth:`rows` as a Markdown table, then the summary."""
+        lines = ["| " + " | ".join(VERDICT_HEADERS) + " |",
+                 "|" + "---|" * len(VERDICT_HEADERS)]
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows()]
         return "\n".join(lines) + "\n\n" + self.summary
 
 

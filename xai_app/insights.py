@@ -15,8 +15,8 @@ from xai.embeddings import embedding_figure, feature_grid
 from xai.engine import Explanation
 from xai.errors import XaiError
 from xai.render import overlay
-from xai.sanity import SanityReport, fmt_rho, sanity_check
-from xai.verdict import VerdictReport, judge
+from xai.sanity import SanityReport, sanity_check
+from xai.verdict import VERDICT_HEADERS, VerdictReport, judge
 
 from .service import (
     CACHE,
@@ -27,8 +27,7 @@ from .service import (
     parse_targets,
 )
 
-FAITH_HEADERS = ["panel", "verdict", "LeRF − MoRF [90 % CI] ↑", "beats random / smooth / edges",
-                 "class ρ ↓", "sanity ρ ↓", "max-sensitivity ↓", "why"]
+FAITH_HEADERS = VERDICT_HEADERS
 DEFAULT_FAITH_STEPS = 16  # the meta-evaluated protocol: 16-px cells, blur fill, 16 steps
 MAX_FAITH_STEPS = 196  # 224 / 16 = 14 cells a side
 THUMB = 160  # px, the side of a panel picture with its badge
@@ -107,17 +106,8 @@ def panel_pictures(run: InsightRun) -> list[tuple[Image.Image, str]]:
 
 
 def verdict_rows(report: VerdictReport) -> list[list[str]]:
-    """One row per panel, by score, then the baselines every panel must beat."""
-    f = lambda v: "—" if v is None else f"{v:+.2f}"  # noqa: E731
-    rows = [[f"{p.method} @ {p.depth}{' ★' if p.best else ''}", p.badge,
-             f"{p.score:+.2f} [{p.low:+.2f}, {p.high:+.2f}]",
-             " / ".join("yes" if ok else "no" for ok in p.beats.values()), f(p.class_rho),
-             f(p.sanity_rho), f"{p.max_sensitivity:.2f}", p.text]
-            for p in sorted(report.panels, key=lambda p: -p.score)]
-    rows += [[f"baseline: {b['name']}", "—", f"{b['score']:+.2f} [{b['low']:+.2f}, "
-              f"{b['high']:+.2f}]", "—", "—", "—", "—", "what a map must beat"]
-             for b in report.baselines]
-    return rows
+    """The library's own table (:meth:`xai.verdict.VerdictReport.rows`)."""
+    return report.rows()
 
 
 def verdict_markdown(run: InsightRun) -> str:
@@ -139,10 +129,4 @@ def sanity_markdown(report: SanityReport | None) -> str:
              f"per panel, never averaged over depths: a panel passes when its map's |Spearman ρ| "
              f"with the original, once its layer's stage and everything above are re-initialised, "
              f"is below {report.threshold}; a method passes when every depth does:"]
-    for m, v in report.verdicts.items():
-        per = "; ".join(f"{d} {fmt_rho(p['rho'])} {p['verdict']}"
-                        for d, p in v.get("panels", {}).items())
-        lines.append(f"- **{m}: {v['verdict']}** — worst |ρ| own stage "
-                     f"{fmt_rho(v['rho_layer'])} ({per or 'no panel'}), mean ρ head only "
-                     f"{fmt_rho(v['rho_head'])}. {v['note']}")
-    return "\n".join(lines)
+    return "\n".join(lines + report.verdict_lines())
