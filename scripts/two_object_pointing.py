@@ -7,9 +7,9 @@ Each picture is centre-cropped square, and every ordered pair is pasted left | r
 target is EfficientNet-Lite0's top-1 class on that picture alone; a method *hits* when its
 map's maximum lies in that object's half, and *mass* is the share of the map inside it.
 The cheap one-pass methods at first/middle/last and the fused rows; ShapleyCAM, KPCA-CAM and
-FullGrad at the last stage only; Score-CAM at the last stage with ``--score-cam`` on the first
-``--score-pairs`` composites (about 900 masked forwards each at EfficientNet-Lite0's last stage:
-minutes per composite on 2 shared cores); Ablation-CAM is left out (1280 ablated forwards each).
+FullGrad at the last stage only; Score-CAM at the last stage with ``--score-cam`` (on the first
+``--score-pairs`` composites; about 900 masked forwards each at EfficientNet-Lite0's last stage,
+a minute per composite on 2 shared cores); Ablation-CAM is left out (1280 ablated forwards each).
 Results are rewritten after every composite.
 """
 
@@ -66,7 +66,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--out", default="bench/results/two_object_pointing.json")
     p.add_argument("--score-cam", action="store_true")
-    p.add_argument("--score-pairs", type=int, default=4)
+    p.add_argument("--score-pairs", type=int, default=12)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     model = xai.load_model()
