@@ -112,7 +112,7 @@ class Workload:
         r = xai.explain(self.model, self.image)
         self.layers = r.layers
         self.target = r.targets[0].index
-        self.x = r.input.to(self.model.device)
+        self.x = self.model.place(r.input)  # the layout the engine feeds
         order = trace(self.model).order
         self.earliest = min((i.name for i in self.layers.values()), key=lambda n: order[n])
         self.floor()  # untimed: finds out whether the floor must copy the leaf (floor_clones)

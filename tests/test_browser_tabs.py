@@ -63,7 +63,7 @@ def test_embeddings_tab_shows_everything_and_a_queued_explain_keeps_the_gallery(
                           "i.getBoundingClientRect().height > 100).length") in (12, 15)
     panels(shown, 15)
     table = other.locator("#xai-faith")
-    table.get_by_text("sobel").first.wait_for()
+    table.get_by_text("baseline: edges").first.wait_for()  # the verdict table's last row
     box = table.bounding_box()
     rows = [r.bounding_box() for r in table.locator("div[role=row]").all()]  # body rows
     assert len(rows) == 15  # 12 panels and 3 baselines, all inside the table's box

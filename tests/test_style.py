@@ -136,7 +136,7 @@ def test_the_wheel_carries_the_app_and_its_requirements(tmp_path):
     known = {"gradio": "gradio", "gradio_client": "gradio-client", "httpx": "httpx",
              "anyio": "anyio", "safehttpx": "safehttpx", "PIL": None, "numpy": None,
              "torch": None, "sklearn": "scikit-learn", "matplotlib": None, "fastapi": "gradio",
-             "starlette": "gradio", "uvicorn": "gradio", "huggingface_hub": None,
+             "starlette": "gradio", "uvicorn": "gradio", "huggingface_hub": None, "timm": None,
              "spaces": None}  # spaces: imported only on a Hugging Face GPU Space
     for module in third_party:
         assert module in known, f"the app imports {module}: add it to the [app] extra"
