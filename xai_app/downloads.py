@@ -23,10 +23,12 @@ from .storage import ExplainRun
 log = logging.getLogger("xai_app")
 
 WAIT_S = 120.0  # the longest a request waits for its run's files
+IDLE_S = 1.0  # a build not asked for starts this long after the answer (the answer's files
+# and the next request come first; /files starts it at once)
 RUN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 KEEP = 64  # finished builds remembered (their paths); older runs are read from disk
 _EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xai-files")
-_BUILDS: OrderedDict[str, Future] = OrderedDict()
+_BUILDS: OrderedDict[str, _Build] = OrderedDict()
 _LOCK = threading.Lock()
 
 
@@ -34,17 +36,39 @@ class FilesError(XaiError):
     """The files of a run that is not (or no longer) on this server."""
 
 
+class _Build:
+    """One run's background build: started by :meth:`start` (once), from a timer or a
+    request for the files, whichever comes first."""
+
+    def __init__(self, run: ExplainRun) -> None:
+        self.run = run
+        self.future: Future | None = None
+        self.lock = threading.Lock()
+        self.timer = threading.Timer(IDLE_S, self.start)
+        self.timer.daemon = True
+
+    def start(self) -> Future:
+        with self.lock:
+            if self.future is None:
+                self.timer.cancel()
+                self.future = _EXECUTOR.submit(self.run.finish)
+                name = self.run.sheet.parent.name
+                self.future.add_done_callback(lambda f: f.exception() and log.warning(
+                    "run %s: files not written: %s", name, f.exception()))
+            return self.future
+
+
 def build_later(run: ExplainRun) -> str:
-    """Start writing ``run``'s sheet, ZIP and raw maps in the background; the run's name."""
+    """Write ``run``'s sheet, ZIP and raw maps in the background (after :data:`IDLE_S`, or at
+    once when asked for); the run's name."""
     name = run.sheet.parent.name
     run.manifest["run"] = name
-    future = _EXECUTOR.submit(run.finish)
+    build = _Build(run)
     with _LOCK:
-        _BUILDS[name] = future
+        _BUILDS[name] = build
         while len(_BUILDS) > KEEP:
-            _BUILDS.popitem(last=False)
-    future.add_done_callback(lambda f: f.exception() and log.warning(
-        "run %s: files not written: %s", name, f.exception()))
+            _BUILDS.popitem(last=False)[1].start()  # forgotten, never left unwritten
+    build.timer.start()
     return name
 
 
@@ -53,9 +77,9 @@ def files(name: object, timeout: float = WAIT_S) -> tuple[Path, Path, list[Path]
     if not isinstance(name, str) or not RUN_NAME.match(name):
         raise FilesError("not a run name: pass the manifest's 'run'")
     with _LOCK:
-        future = _BUILDS.get(name)
-    if future is not None:
-        run = future.result(timeout=timeout)
+        build = _BUILDS.get(name)
+    if build is not None:
+        run = build.start().result(timeout=timeout)
         return run.sheet, run.zip, list(run.raw)
     folder = storage.STORE.root / name
     sheets = sorted(folder.glob("*_gallery.jpg")) if folder.is_dir() else []
