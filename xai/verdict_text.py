@@ -65,8 +65,9 @@ def headline(p: PanelVerdict) -> tuple[str, str]:
 
 
 def eligible(p: PanelVerdict) -> bool:
-    """Can answer "where does the model look for this class"."""
-    return p.faithful and p.class_sensitive and p.model_sensitive is not False
+    """Can answer "where does the model look for this class": faithful, class- and
+    model-sensitive, and stable (a map that moves under small noise is not crowned)."""
+    return p.faithful and p.class_sensitive and p.model_sensitive is not False and p.stable
 
 
 def describe(panels: Sequence[PanelVerdict], vals: np.ndarray, w: np.ndarray, label: str,
@@ -82,7 +83,7 @@ def describe(panels: Sequence[PanelVerdict], vals: np.ndarray, w: np.ndarray, la
     top = order[0]
     lines = []
     if not ok:
-        lines.append(f"No panel is both faithful and class- and model-sensitive for {label}, "
+        lines.append(f"No panel is faithful, class- and model-sensitive and stable for {label}, "
                      f"so none is marked best; the highest score is {name(top)} "
                      f"({panels[top].text.split(':')[0]}).")
         if not any(p.faithful for p in panels):
