@@ -72,13 +72,19 @@ def build_later(run: ExplainRun) -> str:
     return name
 
 
-def files(name: object, timeout: float = WAIT_S) -> tuple[Path, Path, list[Path]]:
-    """(labelled sheet, ZIP, feature-map .npy files) of the run ``name``, once written."""
+def files(name: object, timeout: float = WAIT_S, *, start: bool = True
+          ) -> tuple[Path, Path, list[Path]]:
+    """(labelled sheet, ZIP, feature-map .npy files) of the run ``name``, once written.
+    ``start=False`` (the page's own download slots) leaves the build to its timer, so that
+    it does not compete with the panels the browser is loading."""
     if not isinstance(name, str) or not RUN_NAME.match(name):
         raise FilesError("not a run name: pass the manifest's 'run'")
     with _LOCK:
         build = _BUILDS.get(name)
     if build is not None:
+        if start:
+            build.start()
+        build.timer.join(timeout)  # started by then (the timer ran, or start() cancelled it)
         run = build.start().result(timeout=timeout)
         return run.sheet, run.zip, list(run.raw)
     folder = storage.STORE.root / name

@@ -127,9 +127,10 @@ def run_files(manifest: dict | None) -> tuple[Any, Any, Any]:
     if not manifest or not isinstance(manifest, dict) or not manifest.get("run"):
         return None, None, None
     try:
-        return files(manifest)
-    except gr.Error:
+        sheet, archive, raw = downloads.files(manifest["run"], start=False)
+    except Exception:  # gone (the budget), or not written: the slots stay empty
         return None, None, None
+    return str(sheet), str(archive), [str(p) for p in raw]
 
 
 @user_errors("predict")
@@ -243,9 +244,12 @@ def check_target(target: str, model: str) -> Any:
     return gr.Dropdown(info=f"no class named “{target[:40]}”.{hint}" if hint else TARGET_INFO)
 
 
-def show_run(manifest: dict | None) -> tuple[Any, str]:
-    """Gallery columns and header from the run on screen (Explain, an example, a clear)."""
-    return gr.Gallery(columns=choices.columns(manifest)), choices.header_html(manifest)
+def show_run(manifest: dict | None, shown: int | None) -> tuple[Any, str, int]:
+    """Gallery columns and header from the run on screen (Explain, an example, a clear); the
+    gallery is only re-laid out when its column count ``shown`` changes."""
+    cols = choices.columns(manifest)
+    gallery = gr.skip() if cols == shown else gr.Gallery(columns=cols)
+    return gallery, choices.header_html(manifest), cols
 
 
 __all__ = ["Inputs", "explain", "files", "layers", "models", "predict", "user_errors"]

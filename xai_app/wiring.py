@@ -82,8 +82,9 @@ def _explain(inputs: Inputs, run: gr.Button, out: dict[str, Any], outputs: list[
               show_progress="full", show_progress_on=[out["header"]], **compute)
     examples = _examples(inputs, outputs)
     examples.load_input_event.then(None, js=SCROLL_TO_RESULTS, queue=False, **PRIVATE)
-    out["manifest"].change(events.show_run, out["manifest"], [out["gallery"], out["header"]],
-                           queue=False, **PRIVATE)
+    shown = gr.State(None)  # the gallery's column count now
+    out["manifest"].change(events.show_run, [out["manifest"], shown],
+                           [out["gallery"], out["header"], shown], queue=False, **PRIVATE)
     files = [out["sheet_file"], out["zip"], out["raw"]]
     out["manifest"].change(events.run_files, out["manifest"], files, concurrency_id="files",
                            **PRIVATE)
