@@ -42,10 +42,19 @@ def panels(page, n: int) -> list[str]:
     return [c.strip() for c in page.locator(CAPTIONS).all_inner_texts()]
 
 
-def columns(page) -> int:
-    """The gallery's rendered column count."""
-    return page.evaluate("getComputedStyle(document.querySelector('#xai-gallery "
-                         ".grid-container')).gridTemplateColumns.split(' ').length")
+COLUMNS_JS = ("getComputedStyle(document.querySelector('#xai-gallery .grid-container'))"
+              ".gridTemplateColumns.split(' ').length")
+
+
+def columns(page, expect: int | None = None) -> int:
+    """The gallery's rendered column count (set by the event that follows the run's answer:
+    with ``expect``, waited for up to 10 s, then read)."""
+    if expect is not None:
+        try:
+            page.wait_for_function(f"{COLUMNS_JS} === {expect}", timeout=10_000)
+        except Exception:  # the assertion below says what is on screen instead
+            pass
+    return page.evaluate(COLUMNS_JS)
 
 
 def rows_are_layers(page, n_cols: int) -> None:
@@ -84,7 +93,7 @@ def test_upload_explain_and_see_the_gallery(browser, shots):
     captions = panels(page, 12)
     page.locator("#xai-zip").get_by_text(".zip").first.wait_for()
     assert all(CAPTION.match(c) for c in captions), captions
-    assert columns(page) == 4
+    assert columns(page, 4) == 4
     rows_are_layers(page, 4)
     assert [c.split(" · ")[0] for c in captions[:4]] == ["Grad-CAM", "Grad-CAM++", "Eigen-CAM",
                                                         "XGrad-CAM"]
@@ -105,18 +114,18 @@ def test_example_after_guided_and_fewer_methods_keeps_rows_as_layers(browser, sh
     page.get_by_label("Guided Grad-CAM").check()
     page.locator("#xai-run").click()
     panels(page, 15)
-    assert columns(page) == 5
+    assert columns(page, 5) == 5
     click_example(page, "cat")  # the example's settings: four methods, no Guided
     panels(page, 12)
-    assert columns(page) == 4
+    assert columns(page, 4) == 4
     rows_are_layers(page, 4)
     page.get_by_label("XGrad-CAM").uncheck()
     page.locator("#xai-run").click()
     panels(page, 9)
-    assert columns(page) == 3
+    assert columns(page, 3) == 3
     click_example(page, "coffee")
     captions = panels(page, 12)
-    assert columns(page) == 4 and "espresso" in captions[0]
+    assert columns(page, 4) == 4 and "espresso" in captions[0]
     rows_are_layers(page, 4)
     page.screenshot(path=str(shots / "example_after_guided.png"), full_page=True)
     page.close()
@@ -172,7 +181,7 @@ def test_phone_width_has_no_clipped_column_and_scrolls_to_the_results(browser, s
     page.locator("#xai-run").click()
     panels(page, 15)
     page.wait_for_function("window.scrollY > 300")  # brought to the results
-    assert columns(page) == 2
+    assert columns(page, 2) == 2
     width = page.evaluate("document.documentElement.clientWidth")
     assert page.evaluate("document.documentElement.scrollWidth") <= width
     for i in range(15):
