@@ -80,3 +80,19 @@ def shots(tmp_path_factory) -> Path:
     out = Path(os.environ.get("XAI_SCREENSHOT_DIR") or tmp_path_factory.mktemp("screens"))
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+@pytest.fixture
+def random_weight_models():
+    """DenseNet121 and Inception v3 with random weights (no download), registered by name."""
+    import timm
+
+    import xai
+
+    names = {"densenet121": (224, 224), "inception_v3": (299, 299)}
+    for name, size in names.items():
+        xai.register_model(name, lambda pretrained, n=name: timm.create_model(
+            n, pretrained=False), input_size=size)
+    yield list(names)
+    for name in names:
+        xai.unregister_model(name)

@@ -95,22 +95,6 @@ def test_a_mistyped_target_gets_a_suggestion(client: Client):
         explain(client, target="tabyb")
 
 
-@pytest.fixture
-def random_weight_models():
-    """DenseNet121 and Inception v3 with random weights (no download), registered by name."""
-    import timm
-
-    import xai
-
-    names = {"densenet121": (224, 224), "inception_v3": (299, 299)}
-    for name, size in names.items():
-        xai.register_model(name, lambda pretrained, n=name: timm.create_model(
-            n, pretrained=False), input_size=size)
-    yield list(names)
-    for name in names:
-        xai.unregister_model(name)
-
-
 def test_compare_endpoint_side_by_side(client: Client, random_weight_models):
     models = ["efficientnet_lite0", *random_weight_models]
     sheet, table = client.predict(handle_file(CAT), models, "stages", "gradcam", "top-1", "crop",

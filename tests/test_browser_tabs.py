@@ -4,24 +4,7 @@ in the queue (the old gallery stays on screen). Screenshots as in test_browser.p
 
 from __future__ import annotations
 
-import pytest
 from test_browser import open_app, panels, upload
-
-
-@pytest.fixture
-def random_weight_models():
-    """DenseNet121 and Inception v3 with random weights (no download), registered by name."""
-    import timm
-
-    import xai
-
-    names = {"densenet121": (224, 224), "inception_v3": (299, 299)}
-    for name, size in names.items():
-        xai.register_model(name, lambda pretrained, n=name: timm.create_model(
-            n, pretrained=False), input_size=size)
-    yield list(names)
-    for name in names:
-        xai.unregister_model(name)
 
 
 def test_compare_tab_runs_three_models_offline(browser, shots, random_weight_models):

@@ -19,7 +19,6 @@ batching: ``road = (LeRF - MoRF) / 2`` averaged over percentiles, higher is bett
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Sequence
@@ -29,9 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .engine import Explanation, class_logits
+from .engine import Explanation
 from .errors import ExplanationError, OptionError
-from .models import LoadedModel, eval_mode
+from .models import LoadedModel, batched_forward, class_logits
 
 BLUR_KERNEL, BLUR_SIGMA = 11, 5.0
 BASELINES = ("random", "random-cam", "sobel")
@@ -117,17 +116,11 @@ def _probabilities(model: LoadedModel, batches, target: int) -> tuple[list[torch
     with oneDNN); the caller's module is never changed.
     """
     out, calls = [], 0
-    with model.lock, torch.inference_mode():
-        module = model.module
-        fmt = torch.contiguous_format
-        if model.device.type == "cpu":
-            module = copy.deepcopy(module).to(memory_format=torch.channels_last)
-            fmt = torch.channels_last
-        with eval_mode(module):
-            for xb in batches:
-                logits = class_logits(module(xb.contiguous(memory_format=fmt))).float()
-                out.append(logits.softmax(dim=1)[:, target].cpu())
-                calls += 1
+    with torch.inference_mode(), batched_forward(model) as (module, fmt):
+        for xb in batches:
+            logits = class_logits(module(xb.contiguous(memory_format=fmt))).float()
+            out.append(logits.softmax(dim=1)[:, target].cpu())
+            calls += 1
     return out, calls
 
 

@@ -7,6 +7,7 @@ name. Hub weights load through timm's and torchvision's own code.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import threading
 from collections.abc import Callable, Iterator
@@ -209,6 +210,21 @@ def load_model(name: str = DEFAULT_MODEL, *, pretrained: bool = True,
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return loaded.to(device)
+
+
+@contextmanager
+def batched_forward(model: LoadedModel) -> Iterator[tuple[nn.Module, torch.memory_format]]:
+    """``(module, memory format)`` for many batched forwards, in eval mode under the model's
+    lock: on the CPU the convs run channels-last (about 2x faster with oneDNN), on the model
+    itself when it already does, else on a copy (the caller's module is never changed)."""
+    with model.lock:
+        module, fmt = model.module, torch.contiguous_format
+        if model.device.type == "cpu":
+            fmt = torch.channels_last
+            if not model.channels_last:
+                module = copy.deepcopy(module).to(memory_format=fmt)
+        with eval_mode(module):
+            yield module, fmt
 
 
 LIBRARY_SOURCES = ("timm", "torchvision", "transformers")  # modules the library builds itself

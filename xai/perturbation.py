@@ -23,7 +23,6 @@ curves; ROAD's "symmetric" use of both orders). Means use the trapezoid weights.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import XaiError
-from .models import LoadedModel, class_logits, eval_mode
+from .models import LoadedModel, batched_forward, class_logits
 
 FILLS = ("mean", "blur", "road")
 ORDERS = ("morf", "lerf")
@@ -135,17 +134,12 @@ def road_impute(x: torch.Tensor, removed: torch.Tensor, generator: torch.Generat
 def _forward(model: LoadedModel, batches, target: int) -> tuple[list, list, int]:
     """Target logit and softmax probability for every batch (channels-last copy on the CPU)."""
     logits_out, probs_out, calls = [], [], 0
-    with model.lock, torch.inference_mode():
-        module, fmt = model.module, torch.contiguous_format
-        if model.device.type == "cpu":
-            module = copy.deepcopy(module).to(memory_format=torch.channels_last)
-            fmt = torch.channels_last
-        with eval_mode(module):
-            for xb in batches:
-                z = class_logits(module(xb.contiguous(memory_format=fmt))).float()
-                logits_out.append(z[:, target].cpu())
-                probs_out.append(z.softmax(dim=1)[:, target].cpu())
-                calls += 1
+    with torch.inference_mode(), batched_forward(model) as (module, fmt):
+        for xb in batches:
+            z = class_logits(module(xb.contiguous(memory_format=fmt))).float()
+            logits_out.append(z[:, target].cpu())
+            probs_out.append(z.softmax(dim=1)[:, target].cpu())
+            calls += 1
     return logits_out, probs_out, calls
 
 
