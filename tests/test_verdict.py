@@ -44,9 +44,24 @@ def test_the_object_map_wins_on_a_model_that_only_reads_it(fill):
     s = c.scores("lerf-morf")
     assert s[0] > 0.3 and s[1] < -0.3  # the right half is irrelevant: the wrong order
     assert c.logit["morf"][0, 4] == pytest.approx(c.logit["morf"][0, -1], abs=0.3)
-    assert c.forwards == 2 + 2 * 2 * 7
+    assert c.forwards <= 2 + 2 * 2 * 7  # steps whose removed cells coincide go through once
     with pytest.raises(ProtocolError):
         removal_curves(model, x, left, 0, fill="zeros")
+
+
+def test_a_repeated_map_costs_no_forward_and_gets_the_same_curve():
+    model = xai.LoadedModel("left", LeftHalf().eval(), ["left", "other"], (SIZE, SIZE))
+    x = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    ramp = torch.linspace(0, 1, SIZE).expand(SIZE, SIZE)
+    one = removal_curves(model, x, ramp[None], 0, patch=4, fill="blur", n_steps=8)
+    noise = torch.rand(SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    two = removal_curves(model, x, torch.stack([ramp, noise, ramp]), 0, patch=4,
+                         fill="blur", n_steps=8, chunk_size=3)
+    assert one.forwards == 2 + 2 * 7 and two.forwards == 2 + 2 * 2 * 7
+    for order in ("morf", "lerf"):
+        np.testing.assert_allclose(two.logit[order][0], one.logit[order][0], atol=1e-5)
+        np.testing.assert_allclose(two.logit[order][2], one.logit[order][0], atol=1e-5)
+    assert not np.allclose(two.logit["morf"][1], two.logit["morf"][0])
 
 
 def test_bootstrap_interval_contains_the_mean_and_shrinks_with_agreement():
@@ -150,7 +165,7 @@ def test_judge_on_the_sheet_points_the_best_panel_at_the_target(bundled, sheet):
     assert np.unravel_index(int(cam.argmax()), cam.shape)[1] >= cam.shape[1] // 2
     assert all(p.model_sensitive is None and "sanity check not run" in p.text for p in v.panels)
     assert [b["name"] for b in v.baselines] == ["random", "smooth random", "edges"]
-    assert v.forwards == 2 + 2 * 15 * (12 + 2 + 3 + 1)  # 12 panels, 6 baseline maps
+    assert 0 < v.forwards <= 2 + 2 * 15 * (12 + 2 + 3 + 1)  # 12 panels, 6 baseline maps
 
 
 def test_known_answer_maps_have_the_known_geometry():
@@ -168,3 +183,22 @@ def test_a_class_map_that_does_not_change_is_not_called_class_agnostic():
     describe([same], _values([0.5], 0.01), np.full(5, 0.2), "espresso", "teapot")
     assert same.badge == "◐ same for other classes" and not same.best
     assert "barely changes with the target (ρ 1.00 between espresso and teapot)" in same.text
+
+
+def test_a_panel_tied_only_with_the_edge_map_is_best_supported_never_believed():
+    tied = _panel("gradcam", "last", 0.6, faithful=False)
+    tied.beats = {"random": True, "smooth random": True, "edges": False}
+    noisy = _panel("gradcam++", "first", 0.8, faithful=False, stable=False)
+    noisy.beats = dict(tied.beats)
+    lost = _panel("xgradcam", "middle", 0.7, faithful=False)
+    lost.beats = {"random": True, "smooth random": False, "edges": False}
+    w = np.full(5, 0.2)
+    text = describe([noisy, lost, tied], _values([0.8, 0.7, 0.6], 0.01), w, "moped", "tv")
+    assert [p.best for p in (noisy, lost, tied)] == [False, False, True]
+    assert tied.badge == "◑ ≈ edge map" and lost.badge == "? ≈ baseline"
+    assert text.startswith("Best supported for moped: gradcam @ last")
+    assert "not as proven" in text and "gradcam++ @ first scores higher" in text
+    # a panel that beats every baseline is believed ahead of a higher-scoring tied one
+    believed = _panel("xgradcam", "last", 0.5)
+    text = describe([tied, believed], _values([0.6, 0.5], 0.01), w, "moped", "tv")
+    assert believed.best and not tied.best and text.startswith("Believe xgradcam @ last")

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from .engine import Explanation
 from .errors import ExplanationError, OptionError
-from .models import LoadedModel, batched_forward, class_logits
+from .models import LoadedModel, batched_forward, class_logits, forward_batch_size
 
 BLUR_KERNEL, BLUR_SIGMA = 11, 5.0
 BASELINES = ("random", "random-cam", "sobel")
@@ -136,7 +136,7 @@ def _at_size(maps: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 def perturbation_curves(model: LoadedModel, x: torch.Tensor, maps: torch.Tensor, target: int,
-                        *, n_steps: int = 50, chunk_size: int = 64,
+                        *, n_steps: int = 50, chunk_size: int | None = None,
                         blur_kernel: int = BLUR_KERNEL, blur_sigma: float = BLUR_SIGMA,
                         seed: int = 0) -> Curves:
     """Deletion and insertion curves of ``maps`` (M, H, W) for ``x`` (1, 3, H, W) and ``target``.
@@ -149,6 +149,7 @@ def perturbation_curves(model: LoadedModel, x: torch.Tensor, maps: torch.Tensor,
     x = x.to(device).float()
     if x.dim() != 4 or x.shape[0] != 1:
         raise OptionError(f"x must be (1, C, H, W), not {tuple(x.shape)}")
+    chunk_size = chunk_size or forward_batch_size(model)
     if n_steps < 1 or chunk_size < 1:
         raise OptionError("n_steps and chunk_size must be positive")
     h, w = x.shape[-2:]
@@ -184,7 +185,7 @@ def perturbation_curves(model: LoadedModel, x: torch.Tensor, maps: torch.Tensor,
 
 
 def road_scores(model: LoadedModel, x: torch.Tensor, maps: torch.Tensor, target: int, *,
-                percentiles: Sequence[int] = ROAD_PERCENTILES, chunk_size: int = 64,
+                percentiles: Sequence[int] = ROAD_PERCENTILES, chunk_size: int | None = None,
                 seed: int = 0) -> dict[str, np.ndarray]:
     """pytorch-grad-cam's ROAD (noisy linear imputation), with batched forwards.
 
@@ -209,6 +210,7 @@ def road_scores(model: LoadedModel, x: torch.Tensor, maps: torch.Tensor, target:
         imputed = [(RemoveMostRelevantFirst if kind == "morf" else RemoveLeastRelevantFirst)(
             p, imputer)(img, maps[i]) for kind, i, p in jobs]
     device = model.device
+    chunk_size = chunk_size or forward_batch_size(model)
 
     def batches():
         yield x.to(device).float()
@@ -270,7 +272,7 @@ def _entry(i: int, dels, inss, roads: dict | None) -> dict:
 
 
 def score_explanation(model: LoadedModel, result: Explanation, target: int | str | None = None,
-                      *, n_steps: int = 50, chunk_size: int = 64, baselines: bool = True,
+                      *, n_steps: int = 50, chunk_size: int | None = None, baselines: bool = True,
                       road: bool = False, road_percentiles: Sequence[int] = ROAD_PERCENTILES,
                       seed: int = 0) -> FaithfulnessTable:
     """Deletion/insertion AUC of every panel (method x depth) of ``result`` for one target.

@@ -227,6 +227,16 @@ def batched_forward(model: LoadedModel) -> Iterator[tuple[nn.Module, torch.memor
             yield module, fmt
 
 
+CPU_BATCH, ACCELERATOR_BATCH = 16, 64
+
+
+def forward_batch_size(model: LoadedModel) -> int:
+    """Images per forward for many batched no-grad forwards (removal curves, masked inputs):
+    16 on the CPU, where a batch that fits the caches is fastest (EfficientNet-Lite0
+    channels-last, 2 threads: 13 ms an image at 8-16, 20 ms at 64), else 64."""
+    return CPU_BATCH if model.device.type == "cpu" else ACCELERATOR_BATCH
+
+
 LIBRARY_SOURCES = ("timm", "torchvision", "transformers")  # modules the library builds itself
 
 

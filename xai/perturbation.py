@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import XaiError
-from .models import LoadedModel, batched_forward, class_logits
+from .models import LoadedModel, batched_forward, class_logits, forward_batch_size
 
 FILLS = ("mean", "blur", "road")
 ORDERS = ("morf", "lerf")
@@ -153,12 +153,14 @@ def check_protocol(patch: int, fill: str, n_steps: int) -> None:
 
 def removal_curves(model: LoadedModel, x: torch.Tensor, maps: torch.Tensor, target: int, *,
                    patch: int = 16, fill: str = "blur", n_steps: int = 16,
-                   orders: tuple[str, ...] = ORDERS, chunk_size: int = 64,
+                   orders: tuple[str, ...] = ORDERS, chunk_size: int | None = None,
                    seed: int = 0) -> RemovalCurves:
     """MoRF and/or LeRF curves of ``maps`` (M, H, W) for ``x`` (1, 3, H, W) and ``target``.
 
     Maps of another size are resized bilinearly. Cells are removed ``ceil(cells / n_steps)`` at
-    a time; the untouched and fully removed images are shared by every map and order.
+    a time; the untouched and fully removed images are shared by every map and order, and so is
+    every step whose removed cells are the same set for several maps (forwarded once).
+    ``chunk_size``: images per forward (default :func:`~xai.models.forward_batch_size`).
     """
     check_protocol(patch, fill, n_steps)
     t0 = time.perf_counter()
@@ -179,26 +181,56 @@ def removal_curves(model: LoadedModel, x: torch.Tensor, maps: torch.Tensor, targ
     substrate = gaussian_blur(x, BLUR_KERNEL, BLUR_SIGMA) if fill == "blur" else None
     jobs = [(o, i, k) for o in orders for i in range(m) for k in range(1, n_steps)]
 
-    def removed_all() -> torch.Tensor:
-        mask = torch.ones(1, 1, h, w, dtype=torch.bool, device=device)
-        return _filled(x, mask, fill, substrate, gen)
+    def masks(part: list) -> torch.Tensor:
+        return _removed(ranks, part, counts, n_cells)
+
+    unique, where = _unique_masks(jobs, masks)
+    size = chunk_size or forward_batch_size(model)
 
     def batches():
-        yield torch.cat([x, removed_all()])
-        for s in range(0, len(jobs), chunk_size):
-            part = jobs[s:s + chunk_size]
-            idx = torch.tensor([i for _, i, _ in part], device=device)
-            thr = torch.tensor([counts[k] if o == "morf" else n_cells - counts[k]
-                                for o, _, k in part], device=device)[:, None, None]
-            lerf = torch.tensor([o == "lerf" for o, _, _ in part], device=device)[:, None, None]
-            mask = torch.where(lerf, ranks[idx] >= thr, ranks[idx] < thr)[:, None]
-            yield _filled(x.expand(len(part), -1, -1, -1), mask, fill, substrate, gen)
+        everything = torch.ones(1, 1, h, w, dtype=torch.bool, device=device)
+        yield torch.cat([x, _filled(x, everything, fill, substrate, gen)])
+        for s in range(0, len(unique), size):
+            part = unique[s:s + size]
+            yield _filled(x.expand(len(part), -1, -1, -1), masks(part), fill, substrate, gen)
 
     logits, probs, calls = _forward(model, batches(), int(target))
-    curves = {name: _curves(vals, orders, m, n_steps)
+    curves = {name: _curves(_spread(vals, where), orders, m, n_steps)
               for name, vals in (("logit", logits), ("prob", probs))}
     return RemovalCurves(np.array(counts, dtype=np.float64) / n_cells, curves["logit"],
-                         curves["prob"], 2 + len(jobs), calls, time.perf_counter() - t0)
+                         curves["prob"], 2 + len(unique), calls, time.perf_counter() - t0)
+
+
+def _removed(ranks: torch.Tensor, part: list, counts: list[int], n_cells: int) -> torch.Tensor:
+    """(len(part), 1, H, W) removed pixels of each ``(order, map, step)`` job."""
+    device = ranks.device
+    idx = torch.tensor([i for _, i, _ in part], device=device)
+    thr = torch.tensor([counts[k] if o == "morf" else n_cells - counts[k] for o, _, k in part],
+                       device=device)[:, None, None]
+    lerf = torch.tensor([o == "lerf" for o, _, _ in part], device=device)[:, None, None]
+    return torch.where(lerf, ranks[idx] >= thr, ranks[idx] < thr)[:, None]
+
+
+def _unique_masks(jobs: list, masks, chunk: int = 256) -> tuple[list, torch.Tensor]:
+    """The jobs whose removed-pixel masks are distinct, and each job's index among them."""
+    seen: dict[bytes, int] = {}
+    unique, where = [], []
+    for s in range(0, len(jobs), chunk):
+        part = jobs[s:s + chunk]
+        packed = np.packbits(masks(part).reshape(len(part), -1).cpu().numpy(), axis=1)
+        for job, row in zip(part, packed):
+            key = row.tobytes()
+            if key not in seen:
+                seen[key] = len(unique)
+                unique.append(job)
+            where.append(seen[key])
+    return unique, torch.tensor(where, dtype=torch.long)
+
+
+def _spread(vals: list, where: torch.Tensor) -> list:
+    """Per-batch values of the unique jobs back to every job: [ends, all jobs in order]."""
+    inner = torch.cat(vals[1:]) if len(vals) > 1 else torch.zeros(0)
+    return [vals[0], inner[where]] if len(where) else [vals[0]]
 
 
 def _curves(vals: list, orders: tuple[str, ...], m: int, n_steps: int) -> dict:

@@ -6,19 +6,21 @@
   the curve's steps; the panel is faithful when the paired interval of (panel - baseline) lies
   above 0 for each baseline: a random map (2 draws, curves averaged), a smooth random map (a
   random CAM, 3 draws) and a Sobel edge map.
-* **Class-sensitive**: the map for another class (the other explained target, else three seeded
-  random classes outside the top 5, as Quantus's RandomLogit, Sixt et al. 2020; the median
-  |rho|) has Spearman ``|rho| < 0.5`` with the map for the target. Eigen-CAM is class-agnostic
-  (rho = 1).
+* **Class-sensitive**: the maps for three seeded random classes outside the top 5 (Quantus's
+  RandomLogit, Sixt et al. 2020; the median |rho|) have Spearman ``|rho| < 0.5`` with the map
+  for the target. Eigen-CAM is class-agnostic (rho = 1). Our choice: random classes even when
+  a second object is explained, whose map may rightly share the first object's evidence.
 * **Model-sensitive**: the panel's own cascading-randomisation rho (MPRT, Adebayo et al. 2018,
   :mod:`xai.sanity`), judged per panel, never averaged over depths.
 * **Stable**: max-sensitivity (Yeh et al. 2019), ``max_j ||Phi(x + d_j) - Phi(x)|| / ||Phi(x)||``
   over ``N_NOISE`` uniform perturbations ``|d|_inf <= NOISE * (max x - min x)``; stable below
   ``STABLE``. Yeh et al. search the ball (Monte Carlo, more samples); we draw 4 in one pass.
 
-The best panel is the most faithful one among the faithful, class-sensitive panels that do not
-fail the sanity check; when its paired interval with the runner-up overlaps 0 it is "not
-distinguishable" from it, and the text says so.
+The best panel is the most faithful one among the faithful, class-sensitive, stable panels that
+do not fail the sanity check ("believe"); when there is none, the highest-scoring panel that
+passes those checks and beats the random and smooth random maps but not the edge map is "best
+supported" (:mod:`xai.verdict_text`). When its paired interval with the runner-up overlaps 0 it
+is "not distinguishable" from it, and the text says so.
 """
 
 from __future__ import annotations
@@ -121,12 +123,9 @@ class VerdictReport:
 
 
 def contrast_classes(result: Explanation, target: int, seed: int = 0) -> list[int]:
-    """The other explained target if any, else ``N_CONTRAST`` seeded random classes outside
-    the top 5 (one random class can be a near neighbour: espresso vs teapot)."""
-    others = [t.index for t in result.targets if t.index != target]
-    if others:
-        return others[:1]
-    top = {p.index for p in result.predictions[:5]} | {target}
+    """``N_CONTRAST`` seeded random classes outside the top 5 and the explained targets (one
+    random class can be a near neighbour: espresso vs teapot)."""
+    top = {p.index for p in result.predictions[:5]} | {t.index for t in result.targets} | {target}
     pool = [i for i in range(len(result.labels)) if i not in top]
     picks = np.random.default_rng(seed).choice(len(pool), N_CONTRAST, replace=False)
     return [pool[int(i)] for i in picks]

@@ -3,6 +3,11 @@
 Disagreements are stated, never resolved silently: a faithful map that fails the sanity check
 "localises but fails the sanity check"; a class-agnostic map is never the best answer to a
 class question; panels whose paired interval overlaps are "not distinguishable".
+
+Two levels of "best": *believe* (faithful against all three baselines, class- and
+model-sensitive, stable) and, when no panel is, *best supported* (the same checks, beating the
+random and smooth random maps but tied with the edge map: on pictures whose outline is the
+object, removal cannot tell the two apart, and the words say so).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ if TYPE_CHECKING:
     from .verdict import PanelVerdict
 
 BADGES = {"believe": "✓ believable", "sanity": "✗ fails sanity", "agnostic": "◐ class-agnostic",
-          "baseline": "? ≈ baseline", "unstable": "≈ unstable", "same": "◐ same for other classes"}
+          "baseline": "? ≈ baseline", "unstable": "≈ unstable", "same": "◐ same for other classes",
+          "edges": "◑ ≈ edge map"}
 
 
 def reasons(p: PanelVerdict, label: str, contrast: str) -> list[str]:
@@ -55,6 +61,9 @@ def headline(p: PanelVerdict) -> tuple[str, str]:
     if p.faithful and not p.class_sensitive:
         return "agnostic", ("is faithful but class-agnostic (shows what the layer sees, not "
                             "the class)")
+    if supported(p):
+        return "edges", ("passes the checks and beats the random maps, but an edge map does as "
+                         "well")
     if not p.faithful and p.class_sensitive and p.model_sensitive is not False:
         return "baseline", "passes the checks but is not distinguishable from a baseline"
     if not p.faithful:
@@ -67,7 +76,19 @@ def headline(p: PanelVerdict) -> tuple[str, str]:
 def eligible(p: PanelVerdict) -> bool:
     """Can answer "where does the model look for this class": faithful, class- and
     model-sensitive, and stable (a map that moves under small noise is not crowned)."""
-    return p.faithful and p.class_sensitive and p.model_sensitive is not False and p.stable
+    return p.faithful and checked(p)
+
+
+def checked(p: PanelVerdict) -> bool:
+    """Class-sensitive, not failing the sanity check, and stable."""
+    return p.class_sensitive and p.model_sensitive is not False and p.stable
+
+
+def supported(p: PanelVerdict) -> bool:
+    """Passes :func:`checked` and beats the random and smooth random maps, but not the edge
+    map: the best a panel can be when removal cannot separate the map from the outline."""
+    return (not p.faithful and checked(p) and p.beats.get("random", False)
+            and p.beats.get("smooth random", False))
 
 
 def describe(panels: Sequence[PanelVerdict], vals: np.ndarray, w: np.ndarray, label: str,
@@ -79,34 +100,47 @@ def describe(panels: Sequence[PanelVerdict], vals: np.ndarray, w: np.ndarray, la
         p.text = line + ": " + "; ".join(reasons(p, label, contrast))
     order = sorted(range(len(panels)), key=lambda i: -panels[i].score)
     ok = [i for i in order if eligible(panels[i])]
-    name = lambda i: f"{panels[i].method} @ {panels[i].depth}"  # noqa: E731
-    top = order[0]
-    lines = []
+    tier = "believe"
     if not ok:
-        lines.append(f"No panel is faithful, class- and model-sensitive and stable for {label}, "
-                     f"so none is marked best; the highest score is {name(top)} "
-                     f"({panels[top].text.split(':')[0]}).")
-        if not any(p.faithful for p in panels):
-            rest = [name(i) for i in order if panels[i].class_sensitive
-                    and panels[i].model_sensitive is not False and panels[i].stable]
-            lines.append("Removing cells in any map's order changes the logit about as much as "
-                         "in a baseline's: the evidence is spread over the image (an object "
-                         "filling the frame, texture), so this test cannot rank the maps here."
-                         + (" Class-, model-sensitive and stable: " + ", ".join(rest) + "."
-                            if rest else ""))
-        return " ".join(lines)
+        ok, tier = [i for i in order if supported(panels[i])], "supported"
+    if not ok:
+        return _no_best(panels, order, label)
     best = ok[0]
     panels[best].best = True
-    lines.append(f"Believe {name(best)} for {label} (LeRF−MoRF {panels[best].score:+.2f} "
-                 f"[{panels[best].low:+.2f}, {panels[best].high:+.2f}]).")
+    name = lambda i: f"{panels[i].method} @ {panels[i].depth}"  # noqa: E731
+    p = panels[best]
+    score = f"LeRF−MoRF {p.score:+.2f} [{p.low:+.2f}, {p.high:+.2f}]"
+    lines = [f"Believe {name(best)} for {label} ({score})." if tier == "believe" else
+             f"Best supported for {label}: {name(best)} ({score}). It passes the class, sanity "
+             "and stability checks and beats the random maps, but removing cells in the order "
+             "of a plain edge map hurts the logit as much: on this picture removal cannot tell "
+             "the map from the outlines, so take it as the best available, not as proven."]
     if len(ok) > 1:
         low, _ = bootstrap(vals[best] - vals[ok[1]], w, seed=seed)
         if low <= 0:
             lines.append(f"It is not distinguishable from {name(ok[1])} (their paired interval "
                          "includes 0).")
+    top = order[0]
     if top != best:
         lines.append(f"{name(top)} scores higher, but it {panels[top].text.split(':')[0]}.")
     failing = [name(i) for i in order if panels[i].faithful and panels[i].model_sensitive is False]
     if failing and top == best:
         lines.append("Faithful but failing the sanity check: " + ", ".join(failing) + ".")
+    return " ".join(lines)
+
+
+def _no_best(panels: Sequence[PanelVerdict], order: list[int], label: str) -> str:
+    """The summary when no panel is marked best: the top score and why it is not believed."""
+    name = lambda i: f"{panels[i].method} @ {panels[i].depth}"  # noqa: E731
+    top = order[0]
+    lines = [f"No panel passes the class, sanity and stability checks while beating the random "
+             f"maps for {label}, so none is marked best; the highest score is {name(top)} "
+             f"({panels[top].text.split(':')[0]})."]
+    if not any(p.faithful for p in panels):
+        rest = [name(i) for i in order if checked(panels[i])]
+        lines.append("Removing cells in any map's order changes the logit about as much as in a "
+                     "baseline's: the evidence is spread over the image (an object filling the "
+                     "frame, texture), so this test cannot rank the maps here."
+                     + (" Class-, model-sensitive and stable: " + ", ".join(rest) + "."
+                        if rest else ""))
     return " ".join(lines)
