@@ -98,6 +98,7 @@ def describe(panels: Sequence[PanelVerdict], vals: np.ndarray, w: np.ndarray, la
         key, line = headline(p)
         p.badge = BADGES[key]
         p.text = line + ": " + "; ".join(reasons(p, label, contrast))
+        p.best = False
     order = sorted(range(len(panels)), key=lambda i: -panels[i].score)
     ok = [i for i in order if eligible(panels[i])]
     tier = "believe"
