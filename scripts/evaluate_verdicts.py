@@ -1,14 +1,16 @@
 """Which map to believe: meta-evaluate the perturbation protocols, then test the verdicts.
 
     python scripts/evaluate_verdicts.py meta      # docs/metaeval.{json,md} (44 min, 2 shared cores)
+    python scripts/evaluate_verdicts.py meta --hard  # docs/metaeval_hard.{json,md}: small objects
     python scripts/evaluate_verdicts.py verdicts  # docs/verdicts.{json,md}   (~10 min)
 
 *meta*: every protocol variant (pixel / 16-px patch x mean / blur / ROAD fill x MoRF / LeRF /
 LeRF-MoRF x 16 / 8 steps) on the known-answer set (:mod:`xai.metaeval`): two-object composites
 of scikit-image pictures, the target on either side; plus the chosen protocol on a random-weight
-model. *verdicts*: the full verdict (:mod:`xai.verdict`) on every two-object case (does the
-panel marked best point at the target's half?), its seed rank correlation over the 12 panels,
-and the cat example.
+model. ``--hard``: the same on small objects (a tenth of the picture each), apart or touching,
+on scikit-image's grass texture (:func:`xai.metaeval.hard_scene`). *verdicts*: the full
+verdict (:mod:`xai.verdict`) on every two-object case (does the panel marked best point at the
+target's half?), its seed rank correlation over the 12 panels, and the cat example.
 """
 
 from __future__ import annotations
@@ -71,22 +73,30 @@ def meta(model, cases) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("what", choices=("meta", "verdicts"))
+    p.add_argument("--hard", action="store_true", help="meta: the small-object set")
     args = p.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     model = xai.load_model("efficientnet_lite0")
     objs = objects(model)
     OBJECTS.update({k: img for k, (img, _) in objs.items()})
-    cases = metaeval.build_cases(model, objs, PAIRS)
     DOCS.mkdir(exist_ok=True)
+    if args.what == "meta" and args.hard:
+        from skimage import data
+
+        grass = Image.fromarray(data.grass()).convert("RGB")
+        cases = metaeval.build_hard_cases(model, objs, PAIRS[:4], grass)
+    else:
+        cases = metaeval.build_cases(model, objs, PAIRS)
+    stem = "metaeval_hard" if args.hard else "metaeval"
     if args.what == "meta":
         out = meta(model, cases)
-        (DOCS / "metaeval.json").write_text(json.dumps(out, indent=1, default=_plain))
+        (DOCS / f"{stem}.json").write_text(json.dumps(out, indent=1, default=_plain))
         md = metaeval.markdown(out["rows"], out["chosen"])
         rnd = "; ".join(f"{k}: object map wins {v['agree']:.0%}, margin {v['margin']:+.2f}"
                         for k, v in out["random_model"].items())
         md += (f"\n\n{len(out['cases'])} cases ({', '.join(out['cases'])}); random-weight model "
                f"(4 cases): {rnd}. {out['seconds']} s.\n")
-        (DOCS / "metaeval.md").write_text(md)
+        (DOCS / f"{stem}.md").write_text(md)
         print(md)
         return 0
     out = verdicts(model, cases)

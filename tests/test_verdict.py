@@ -9,7 +9,7 @@ from PIL import Image
 from torch import nn
 
 import xai
-from xai.metaeval import composite, known_maps
+from xai.metaeval import HARD_LAYOUTS, box_mask, composite, hard_scene, known_maps
 from xai.perturbation import ProtocolError, bootstrap, cell_ranks, removal_curves
 from xai.sanity import sanity_check
 from xai.verdict import PROTOCOL, PanelVerdict, class_rho, judge
@@ -202,3 +202,18 @@ def test_a_panel_tied_only_with_the_edge_map_is_best_supported_never_believed():
     believed = _panel("xgradcam", "last", 0.5)
     text = describe([tied, believed], _values([0.6, 0.5], 0.01), w, "moped", "tv")
     assert believed.best and not tied.best and text.startswith("Believe xgradcam @ last")
+
+
+def test_hard_scene_puts_each_small_object_in_its_box():
+    red, blue = Image.new("RGB", (50, 50), (255, 0, 0)), Image.new("RGB", (50, 50), (0, 0, 255))
+    grey = Image.new("RGB", (300, 200), (128, 128, 128))
+    for layout in HARD_LAYOUTS:
+        sheet = np.asarray(hard_scene(red, blue, grey, layout)).astype(int)
+        for box, colour in zip(layout, ((255, 0, 0), (0, 0, 255))):
+            inside = box_mask(sheet.shape[:2], box).numpy().astype(bool)
+            assert np.abs(sheet[inside] - colour).max() <= 1  # the object fills its box
+        x = torch.from_numpy(sheet).permute(2, 0, 1)[None].float()
+        obj, comp, other, shifted, _, _ = known_maps(x, True, layout)
+        assert torch.equal(comp, 1 - obj) and (obj * other).sum() == 0
+        assert (shifted * obj).sum() == pytest.approx(obj.sum() / 2, rel=0.05)
+        assert obj.sum() / obj.numel() == pytest.approx(layout[0][2] ** 2, rel=0.05)

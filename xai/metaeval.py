@@ -1,7 +1,9 @@
 """Meta-evaluation: which perturbation protocol agrees with a known answer?
 
 Known-answer set: two objects side by side on a white square sheet, the model explained for
-one of them (the target on either side). For each case six maps whose order is known:
+one of them (the target on either side); and a harder set (:func:`hard_scene`): two small
+objects (a tenth of the picture each), placed apart or touching, on a textured photograph.
+For each case six maps whose order is known:
 
 * ``object``: exactly the target object's square (the right answer);
 * ``complement``: everything but the object; ``other``: the other object's square;
@@ -43,19 +45,53 @@ def composite(left: Image.Image, right: Image.Image, side: int = 224) -> Image.I
     return sheet
 
 
-def half_box(size: tuple[int, int], left: bool) -> torch.Tensor:
-    """(H, W) 0/1 mask of one object's square on a :func:`composite` sheet at ``size``."""
+Box = tuple[float, float, float]  # (top, left, side) as fractions of the square sheet
+HARD_SIDE = 0.32  # each object's side on a hard sheet: about a tenth of its area
+HARD_LAYOUTS: tuple[tuple[Box, Box], ...] = (  # (target, other): apart, diagonal, touching
+    ((0.06, 0.06, HARD_SIDE), (0.60, 0.60, HARD_SIDE)),
+    ((0.58, 0.10, HARD_SIDE), (0.12, 0.56, HARD_SIDE)),
+    ((0.34, 0.18, HARD_SIDE), (0.34, 0.50, HARD_SIDE)),
+    ((0.10, 0.50, HARD_SIDE), (0.42, 0.18, HARD_SIDE)))
+
+
+def hard_scene(target: Image.Image, other: Image.Image, background: Image.Image,
+               boxes: tuple[Box, Box], side: int = 448) -> Image.Image:
+    """Two small square objects at ``boxes`` on ``background`` (cropped to a square)."""
+    sheet = ImageOps.fit(background.convert("RGB"), (side, side), Image.BICUBIC)
+    for img, (top, left, size) in zip((target, other), boxes):
+        n = round(size * side)
+        sheet.paste(ImageOps.fit(img.convert("RGB"), (n, n), Image.BICUBIC),
+                    (round(left * side), round(top * side)))
+    return sheet
+
+
+def box_mask(size: tuple[int, int], box: Box) -> torch.Tensor:
+    """(H, W) 0/1 mask of a square ``box`` (fractions of the sheet) at ``size``."""
     h, w = size
+    top, left, side = box
     m = torch.zeros(h, w)
-    m[h // 4:h // 4 + h // 2, (0 if left else w // 2):(w // 2 if left else w)] = 1
+    t, le = round(top * h), round(left * w)
+    m[t:t + round(side * h), le:le + round(side * w)] = 1
     return m
 
 
-def known_maps(x: torch.Tensor, left: bool) -> torch.Tensor:
-    """The six :data:`KNOWN_MAPS` (6, H, W) for the target on the left (or right) of ``x``."""
+def half_box(size: tuple[int, int], left: bool) -> torch.Tensor:
+    """(H, W) 0/1 mask of one object's square on a :func:`composite` sheet at ``size``."""
+    return box_mask(size, (0.25, 0.0 if left else 0.5, 0.5))
+
+
+def known_maps(x: torch.Tensor, left: bool, boxes: tuple[Box, Box] | None = None
+               ) -> torch.Tensor:
+    """The six :data:`KNOWN_MAPS` (6, H, W) for the target on the left (or right) of ``x``,
+    or at the first of ``boxes`` (target, other) on a :func:`hard_scene`."""
     h, w = x.shape[-2:]
-    obj, other = half_box((h, w), left), half_box((h, w), not left)
-    shift = w // 4 if left else -(w // 4)
+    if boxes is None:
+        obj, other = half_box((h, w), left), half_box((h, w), not left)
+        shift = w // 4 if left else -(w // 4)
+    else:
+        obj, other = box_mask((h, w), boxes[0]), box_mask((h, w), boxes[1])
+        toward = 1 if boxes[1][1] >= boxes[0][1] else -1
+        shift = toward * round(boxes[0][2] * w / 2)
     shifted = torch.roll(obj, shifts=shift, dims=1)
     yy, xx = torch.meshgrid(torch.arange(h) - (h - 1) / 2, torch.arange(w) - (w - 1) / 2,
                             indexing="ij")
@@ -71,6 +107,11 @@ class Case:
     x: torch.Tensor
     target: int
     left: bool
+    boxes: tuple[Box, Box] | None = None  # (target, other) on a hard scene
+
+    def maps(self) -> torch.Tensor:
+        """The six known-answer maps of this case."""
+        return known_maps(self.x, self.left, self.boxes)
 
 
 def build_cases(model, objects: dict[str, tuple[Image.Image, int]],
@@ -87,6 +128,25 @@ def build_cases(model, objects: dict[str, tuple[Image.Image, int]],
                     targets=[objects[a][1], objects[b][1]], fit="full")
         cases.append(Case(f"{a}|{b}→{a}", r.input, objects[a][1], True))
         cases.append(Case(f"{a}|{b}→{b}", r.input, objects[b][1], False))
+    return cases
+
+
+def build_hard_cases(model, objects: dict[str, tuple[Image.Image, int]],
+                     pairs: Sequence[tuple[str, str]], background: Image.Image) -> list[Case]:
+    """Both targets of every pair on :func:`hard_scene` sheets, cycling through
+    :data:`HARD_LAYOUTS` (each object takes the target's box once)."""
+    from .engine import explain
+
+    cases = []
+    for k, (a, b) in enumerate(pairs):
+        layout = HARD_LAYOUTS[k % len(HARD_LAYOUTS)]
+        for tgt, oth in ((a, b), (b, a)):
+            sheet = hard_scene(objects[tgt][0], objects[oth][0], background, layout)
+            r = explain(model, sheet, ["gradcam"], ["last"], targets=[objects[tgt][1]],
+                        fit="full")
+            left = layout[0][1] + layout[0][2] / 2 < 0.5
+            cases.append(Case(f"{tgt}|{oth}→{tgt} (small)", r.input, objects[tgt][1], left,
+                              layout))
     return cases
 
 
@@ -126,7 +186,7 @@ def meta_evaluate(model, cases: Sequence[Case], *, patches: Sequence[int] = PATC
     for patch, fill in itertools.product(patches, fills):
         full, half, second = [], [], []
         for i, case in enumerate(cases):
-            maps = known_maps(case.x, case.left)
+            maps = case.maps()
             c = removal_curves(model, case.x, maps, case.target, patch=patch, fill=fill,
                                n_steps=n_steps, seed=seeds[0])
             full.append(c)
@@ -154,7 +214,7 @@ def meta_evaluate(model, cases: Sequence[Case], *, patches: Sequence[int] = PATC
 def random_model_margin(model, cases: Sequence[Case], patch: int, fill: str, score: str,
                         n_steps: int = 16) -> dict[str, float]:
     """On a random-weight model: how often the object map still wins, and its mean margin."""
-    s = np.stack([removal_curves(model, c.x, known_maps(c.x, c.left), c.target, patch=patch,
+    s = np.stack([removal_curves(model, c.x, c.maps(), c.target, patch=patch,
                                  fill=fill, n_steps=n_steps).scores(score) for c in cases])
     return {"agree": _agreement(s)["agree"],
             "margin": float(np.mean(s[:, 0] - np.maximum(s[:, 1], s[:, 2])))}
