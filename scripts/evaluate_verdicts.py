@@ -74,7 +74,13 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("what", choices=("meta", "verdicts"))
     p.add_argument("--hard", action="store_true", help="meta: the small-object set")
+    p.add_argument("--markdown-only", action="store_true",
+                   help="verdicts: rewrite docs/verdicts.md from docs/verdicts.json")
     args = p.parse_args()
+    if args.markdown_only:
+        (DOCS / "verdicts.md").write_text(verdicts_markdown(
+            json.loads((DOCS / "verdicts.json").read_text())))
+        return 0
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     model = xai.load_model("efficientnet_lite0")
     objs = objects(model)
@@ -199,7 +205,9 @@ def verdicts_markdown(out: dict) -> str:
              "checks | points at target | seed ρ | 16 vs 8 steps ρ |", "|---" * 7 + "|"]
     for r in rows:
         case = r["case"].replace("|", " + ").replace("→", " → ")
-        lines.append(f"| {case} | {r['best'] or 'none'} | {'yes' if r['best_hits'] else 'no'}"
+        badge = next((p["badge"] for p in r["panels"] if p["panel"] == r["best"]), "")
+        best = f"{r['best']} ({badge})" if r["best"] else "none"
+        lines.append(f"| {case} | {best} | {'yes' if r['best_hits'] else 'no'}"
                      f" | {r['top']} | {'yes' if r['top_hits'] else 'no'} | {stab(r, 'seed_rho')} |"
                      f" {stab(r, 'steps_rho')} |")
     n = len(rows)
