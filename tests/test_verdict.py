@@ -217,3 +217,11 @@ def test_hard_scene_puts_each_small_object_in_its_box():
         assert torch.equal(comp, 1 - obj) and (obj * other).sum() == 0
         assert (shifted * obj).sum() == pytest.approx(obj.sum() / 2, rel=0.05)
         assert obj.sum() / obj.numel() == pytest.approx(layout[0][2] ** 2, rel=0.05)
+
+
+def test_an_inverted_map_for_other_classes_is_worded_as_such():
+    flip = _panel("gradcam++", "first", 0.1, faithful=False, cls=False)
+    flip.class_rho = -0.6
+    describe([flip], _values([0.1], 0.01), np.full(5, 0.2), "tabby", "teapot")
+    assert "nearly its negative (ρ -0.60 between tabby and teapot)" in flip.text
+    assert "barely changes" not in flip.text

@@ -39,6 +39,9 @@ def reasons(p: PanelVerdict, label: str, contrast: str) -> list[str]:
                    + ("s" if len(lost) > 1 else ""))
     if p.class_rho is None:
         out.append("its map is flat")
+    elif not p.class_sensitive and p.class_rho < 0:
+        out.append(f"its map for other classes is nearly its negative (ρ {p.class_rho:.2f} "
+                   f"between {label} and {contrast}): the same regions, whatever the class")
     elif not p.class_sensitive:
         out.append(f"barely changes with the target (ρ {p.class_rho:.2f} between {label} and "
                    f"{contrast})")
