@@ -1,5 +1,5 @@
 """Cost of the verdicts on the bundled model: scoring all 12 panels (+ 3 baselines) with the
-chosen protocol (16-px cells, blur fill, 16 steps, MoRF and LeRF) and the whole verdict.
+chosen protocol (16-px cells, mean fill, 16 steps, MoRF and LeRF) and the whole verdict.
 
     OMP_NUM_THREADS=2 python bench/verdicts.py [--repeat 3]   # issue 14: < 10 s on 2 cores
 

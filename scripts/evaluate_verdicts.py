@@ -33,12 +33,14 @@ sys.path.insert(0, str(ROOT))
 import xai  # noqa: E402
 import xai.sanity  # noqa: E402
 from xai import metaeval  # noqa: E402
+from xai.verdict import PROTOCOL  # noqa: E402
 
 DOCS = ROOT / "docs"
 OBJECTS: dict[str, Image.Image] = {}
 PAIRS = [("cat", "coffee"), ("rocket", "cat"), ("coffee", "motorcycle"), ("motorcycle", "rocket"),
          ("coffee", "rocket")]  # each object on both sides; 10 cases (both targets per sheet)
-CHOSEN = {"patch": 16, "fill": "blur", "score": "lerf-morf", "steps": 16}
+CHOSEN = {"patch": PROTOCOL["patch"], "fill": PROTOCOL["fill"], "score": PROTOCOL["score"],
+          "steps": PROTOCOL["n_steps"]}  # what the verdicts use
 
 
 def objects(model) -> dict[str, tuple[Image.Image, int]]:
@@ -75,11 +77,10 @@ def main() -> int:
     p.add_argument("what", choices=("meta", "verdicts"))
     p.add_argument("--hard", action="store_true", help="meta: the small-object set")
     p.add_argument("--markdown-only", action="store_true",
-                   help="verdicts: rewrite docs/verdicts.md from docs/verdicts.json")
+                   help="rewrite the .md from the .json (the chosen protocol marked anew)")
     args = p.parse_args()
     if args.markdown_only:
-        (DOCS / "verdicts.md").write_text(verdicts_markdown(
-            json.loads((DOCS / "verdicts.json").read_text())))
+        write_markdown(args.what, args.hard)
         return 0
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     model = xai.load_model("efficientnet_lite0")
@@ -97,13 +98,7 @@ def main() -> int:
     if args.what == "meta":
         out = meta(model, cases)
         (DOCS / f"{stem}.json").write_text(json.dumps(out, indent=1, default=_plain))
-        md = metaeval.markdown(out["rows"], out["chosen"])
-        rnd = "; ".join(f"{k}: object map wins {v['agree']:.0%}, margin {v['margin']:+.2f}"
-                        for k, v in out["random_model"].items())
-        md += (f"\n\n{len(out['cases'])} cases ({', '.join(out['cases'])}); random-weight model "
-               f"(4 cases): {rnd}. {out['seconds']} s.\n")
-        (DOCS / f"{stem}.md").write_text(md)
-        print(md)
+        print(write_markdown("meta", args.hard))
         return 0
     out = verdicts(model, cases)
     (DOCS / "verdicts.json").write_text(json.dumps(out, indent=1, default=_plain))
@@ -111,6 +106,26 @@ def main() -> int:
     (DOCS / "verdicts.md").write_text(md)
     print(md)
     return 0
+
+
+def meta_markdown(out: dict) -> str:
+    md = metaeval.markdown(out["rows"], out["chosen"])
+    rnd = "; ".join(f"{k}: object map wins {v['agree']:.0%}, margin {v['margin']:+.2f}"
+                    for k, v in out["random_model"].items())
+    return md + (f"\n\n{len(out['cases'])} cases ({', '.join(out['cases'])}); random-weight "
+                 f"model (4 cases): {rnd}. {out['seconds']} s.\n")
+
+
+def write_markdown(what: str, hard: bool) -> str:
+    """docs/<stem>.md from docs/<stem>.json; the chosen protocol is today's."""
+    stem = "verdicts" if what == "verdicts" else "metaeval_hard" if hard else "metaeval"
+    out = json.loads((DOCS / f"{stem}.json").read_text())
+    if what == "meta":
+        c = CHOSEN
+        out["chosen"] = metaeval.variant_name(c["patch"], c["fill"], c["score"], c["steps"])
+    md = meta_markdown(out) if what == "meta" else verdicts_markdown(out)
+    (DOCS / f"{stem}.md").write_text(md)
+    return md
 
 
 def _plain(o):

@@ -1,7 +1,7 @@
 """Which map to believe: one verdict per panel (method x depth), with reasons and uncertainty.
 
 * **Faithful**: region perturbation (Samek et al. 2017) with the protocol the known-answer
-  meta-evaluation chose (:mod:`xai.metaeval`): 16-px cells, blur fill, 16 steps, score
+  meta-evaluation chose (:mod:`xai.metaeval`): 16-px cells, mean fill, 16 steps, score
   ``LeRF - MoRF`` of the target logit (:mod:`xai.perturbation`). A 90 % bootstrap interval over
   the curve's steps; the panel is faithful when the paired interval of (panel - baseline) lies
   above 0 for each baseline: a random map (2 draws, curves averaged), a smooth random map (a
@@ -41,7 +41,7 @@ from .sanity import SanityReport, spearman
 from .targets import ClassTarget
 from .verdict_text import describe
 
-PROTOCOL = {"patch": 16, "fill": "blur", "n_steps": 16, "score": "lerf-morf", "readout": "logit"}
+PROTOCOL = {"patch": 16, "fill": "mean", "n_steps": 16, "score": "lerf-morf", "readout": "logit"}
 BASELINES = ("random", "smooth random", "edges")
 N_RANDOM = (2, 3)  # draws of the random and smooth random maps whose curves are averaged
 CLASS_RHO, STABLE, NOISE, N_NOISE, N_CONTRAST = 0.5, 0.5, 0.02, 4, 3

@@ -13,7 +13,7 @@ EMBEDDINGS_INTRO = """### What each layer represents, and which map to believe
 **Embedding maps**: each position's feature vector on the layer's first three principal
 components (R, G, B; one scale), aligned with the image. **Channels**: the 16 most active
 channels per layer. **Verdicts**, one per panel: *faithful* (16-px cells removed most / least
-relevant first, blur fill, LeRF − MoRF of the target logit with a 90 % interval, against a random
+relevant first, mean fill, LeRF − MoRF of the target logit with a 90 % interval, against a random
 map, a smooth random map and an edge map), *class-sensitive* (the map changes for another class),
 *model-sensitive* (the sanity check at the panel's own depth), *stable* (small input noise);
 where they disagree the table says so."""

@@ -28,7 +28,7 @@ from .service import (
 )
 
 FAITH_HEADERS = VERDICT_HEADERS
-DEFAULT_FAITH_STEPS = 16  # the meta-evaluated protocol: 16-px cells, blur fill, 16 steps
+DEFAULT_FAITH_STEPS = 16  # the meta-evaluated protocol: 16-px cells, mean fill, 16 steps
 MAX_FAITH_STEPS = 196  # 224 / 16 = 14 cells a side
 THUMB = 160  # px, the side of a panel picture with its badge
 
