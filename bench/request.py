@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if not args.no_browser:
                     from bench.browser import click_to_gallery
 
-                    row["click_to_gallery_s"] = click_to_gallery(url, name, image, args.repeats)
+                    row.update(click_to_gallery(url, name, image, args.repeats))
                 row["ratio"] = row["explain_s"] / (row["predict_s"] + row["engine_s"])
                 rows.append(row)
                 print(json.dumps(row), flush=True)
