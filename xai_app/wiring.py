@@ -107,6 +107,8 @@ def _image(demo: gr.Blocks, inputs: Inputs, out: dict[str, Any], outputs: list[A
     fit.input(events.on_settings, *refresh, show_progress="minimal", **compute, **PRIVATE)
     demo.load(events.on_settings, *refresh, queue=False, **PRIVATE)
     target.input(events.check_target, [target, model], target, queue=False, **PRIVATE)
+    target.focus(events.all_targets, [out["predictions"], model, target], target, queue=False,
+                 **PRIVATE)
 
 
 def _model(demo: gr.Blocks, inputs: Inputs, out: dict[str, Any], outputs: list[Any],
