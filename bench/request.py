@@ -228,9 +228,8 @@ def markdown(out: dict) -> str:
     if out.get("memory"):
         text += "\n" + memory_markdown(out["memory"])
     load = out.get("load_average", {})
-    text += (f"\nLoad average {load.get('start')} at start, {load.get('end')} at end. "
-             f"Command: `{out.get('command', 'python -m bench.run')}`\n")
-    return text
+    text += f"\nLoad average {load.get('start')} at start, {load.get('end')} at end."
+    return text + (f" Command: `{out['command']}`\n" if "command" in out else "\n")
 
 
 def table(rows: list[dict]) -> str:
