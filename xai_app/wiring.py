@@ -88,8 +88,9 @@ def _explain(inputs: Inputs, run: gr.Button, out: dict[str, Any], outputs: list[
     files = [out["sheet_file"], out["zip"], out["raw"]]
     out["manifest"].change(events.run_files, out["manifest"], files, concurrency_id="files",
                            **PRIVATE)
-    out["sheet_file"].change(lambda f: f, out["sheet_file"], out["sheet"], queue=False,
-                             **PRIVATE)
+    # the sheet tab shows the downloadable sheet: copied in the page, no server round trip
+    out["sheet_file"].change(None, out["sheet_file"], out["sheet"], js="(f) => f",
+                             queue=False, **PRIVATE)
     hidden = gr.Button(visible=False)  # /files: the API's way to the background-built files
     hidden.click(events.files, out["manifest"], files, api_name="files",
                  concurrency_id="files")
