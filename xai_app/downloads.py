@@ -17,7 +17,7 @@ from pathlib import Path
 
 from xai.errors import XaiError
 
-from . import heap, storage
+from . import storage
 from .storage import ExplainRun
 
 log = logging.getLogger("xai_app")
@@ -66,7 +66,6 @@ class _Build:
             return run.sheet, run.zip, list(run.raw)
         finally:
             self.run = None  # its maps and image are not kept for the KEEP builds remembered
-            heap.trim()  # the run's memory is free now: back to the OS
 
 
 def build_later(run: ExplainRun) -> str:
