@@ -19,7 +19,7 @@ import gradio as gr
 import xai
 from xai.errors import TargetError, XaiError
 
-from . import choices, downloads, service
+from . import choices, downloads, heap, service
 
 log = logging.getLogger("xai_app")
 N_OUTPUTS = 7  # gallery, predictions, layer table, manifest, sheet, ZIP, raw maps
@@ -104,9 +104,9 @@ def explain(image: str | None, model: str, mode: str, methods: list[str], target
     """
     look, depths = _look(opacity, colormap), choices.rows(layer_row, layer)
     try:
-        run = service.explain(model, image, mode=mode, methods=methods, target=target,
-                              top_k=top_k, guided=guided, fit=fit, finish=False, depths=depths,
-                              look=look, on_step=_late_steps(progress, model))
+        run = heap.confined(service.explain, model, image, mode=mode, methods=methods,
+                            target=target, top_k=top_k, guided=guided, fit=fit, finish=False,
+                            depths=depths, look=look, on_step=_late_steps(progress, model))
     except TargetError as exc:
         hint = choices.did_you_mean(target, service.model_labels(str(model).strip()))
         raise TargetError(f"{exc}.{hint}" if hint else str(exc)) from None
@@ -158,7 +158,8 @@ def predict(image: str | None, model: str, fit: str = "crop",
     name = service.check_model(model)
     if name not in service.CACHE:
         progress(0.1, desc=f"loading {name} (first use)")
-    return service.label_scores(service.predict(name, image, fit), service.model_labels(name))
+    return service.label_scores(heap.confined(service.predict, name, image, fit),
+                                service.model_labels(name))
 
 
 @user_errors("resolve the layers")

@@ -25,7 +25,7 @@ import gradio as gr
 
 import xai
 
-from . import choices, events, gate, heap, service, storage
+from . import choices, events, gate, service, storage
 from .blocks import GatedBlocks
 from .compare import compare_tab
 from .embeddings_tab import embeddings_tab
@@ -198,7 +198,6 @@ def launch(demo: gr.Blocks, **kwargs: Any) -> Any:
                                    footer_links=["api", "gradio"], css=CSS)
     options.update(kwargs)
     storage.STORE.watch()  # the budget also holds between runs (uploads alone)
-    heap.limit_arenas()  # memory stays flat over many requests (xai_app.heap)
     return demo.launch(**options)
 
 
