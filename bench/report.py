@@ -49,12 +49,27 @@ def summary(results: dict) -> dict:
         per[key] = all(known) if known else None
     growth = results.get("memory_growth") or {}
     per["memory_growth_within_5pct"] = growth.get("within_5pct")
+    per.update(request_targets(results.get("request")))
     errors = [m["model"] for m in results["models"] if "error" in m]
     met = [v for v in per.values() if v is not None]
     return {"per_target": per, "all_met": bool(met) and all(met) and not errors,
             "models_failed": errors,
             "b_over_a_unattainable": [m["model"] for m in results["models"]
                                       if "error" not in m and unattainable(m)]}
+
+
+def request_targets(request: dict | None) -> dict[str, bool | None]:
+    """The request benchmark's targets: click to gallery <= 300 ms (EfficientNet-Lite0,
+    640x480), /explain <= 1.5 x (/predict + engine), app memory within 5 %."""
+    if not request or "error" in request:
+        return {}
+    rows = request.get("rows", [])
+    click = [r["click_to_gallery_s"] for r in rows if r["model"] == "efficientnet_lite0"
+             and r["image"] == "640x480" and "click_to_gallery_s" in r]
+    return {"click_to_gallery_300ms": click[0] <= 0.3 if click else None,
+            "explain_over_predict_engine_1_5": all(r["ratio"] <= 1.5 for r in rows)
+            if rows else None,
+            "app_memory_within_5pct": (request.get("memory") or {}).get("within_5pct")}
 
 
 def _s(value: float | None) -> str:
@@ -145,6 +160,12 @@ def markdown(results: dict) -> str:
             f"current RSS {growth['rss_after_5_mib']:.0f} → {growth['rss_after_n_mib']:.0f} MiB.")
     elif growth:
         lines.append(f"Memory growth check failed: {growth['error']}")
+    request = results.get("request")
+    if request:
+        from bench.request import markdown as request_markdown
+
+        lines += ["", f"Request benchmark failed: {request['error']}" if "error" in request
+                  else request_markdown(request).rstrip()]
     lines += [
         "",
         "(a) `xai.explain`, 4 methods × first/middle/last for the top-1 class, the 12 maps "

@@ -98,6 +98,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--image", default=str(ROOT / "examples" / "cat.png"))
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--no-request", action="store_true", help="skip the request benchmark "
+                   "(e)-(g) (bench.request: served app, browser, app memory)")
+    p.add_argument("--request-args", default="", help="options for bench.request, quoted "
+                   "(default: its own; --quick: its --quick with 1 repeat and 5 requests)")
     p.add_argument("--quick", action="store_true", help="smoke run: " + ", ".join(
         f"{k}={v}" for k, v in QUICK.items()))
     args = p.parse_args(argv)
@@ -336,6 +340,25 @@ def growth_check(model, n: int, image) -> dict:
     }
 
 
+def request_bench(args: argparse.Namespace) -> dict:
+    """(e)-(g) from :mod:`bench.request`, also written to its own request.json/md."""
+    from bench import request
+
+    extra = shlex.split(args.request_args) or (
+        ["--quick", "--repeats", "1", "--memory", "5"] if args.quick else [])
+    threads = ["--threads", str(args.threads)] if args.threads else []
+    argv = threads + ["--out", args.out] + extra
+    log(f"request benchmark: python -m bench.request {' '.join(argv)}")
+    try:
+        out = request.measure(request.parse_args(argv))
+    except Exception as exc:  # a failure is a result too
+        log(f"request benchmark FAILED {exc!r}")
+        return {"error": repr(exc)}
+    request.write(out | {"command": "python -m bench.request " + " ".join(argv)},
+                  Path(args.out))
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     threads = torch.get_num_threads()
@@ -395,6 +418,8 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> dict:
         release_memory()
         report.write(results | {"load_average": results["load_average"] | {
             "end": load_average()}, "summary": report.summary(results)}, args.out)
+    if not args.no_request:
+        results["request"] = request_bench(args)
     results["load_average"]["end"] = load_average()
     results["duration_s"] = round(time.perf_counter() - started, 1)
     results["summary"] = report.summary(results)

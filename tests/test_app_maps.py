@@ -141,6 +141,11 @@ def test_target_choices_follow_the_image():
     assert {"crane (class 4)", "crane (class 5)", "tabby"} <= {v for _, v in options}
     assert target_choices(scores, labels, "tabby", keep="any")[1] == "tabby"
     assert target_choices(scores, labels, "espresso", keep="top5")[1] == "espresso"
+    # the list first sent to the page: the top-5, and a kept class of the model
+    short, value = target_choices(scores, labels, "tabby", keep="any", every=False)
+    assert value == "tabby" and [v for _, v in short] == ["top-1", "espresso", "cup", "tabby"]
+    assert [v for _, v in target_choices(scores, labels, "tabby", "top5", every=False)[0]] == [
+        "top-1", "espresso", "cup"]
     assert "Did you mean: espresso" in did_you_mean("expresso", labels)
     assert did_you_mean("tabby", labels) == did_you_mean("top-1", labels) == ""
 

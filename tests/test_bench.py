@@ -65,7 +65,8 @@ def test_quick_run_computes_ratios_and_targets(quick):
     assert set(entry["targets_met"]) == set(report.TARGETS)
     assert entry["targets_met"]["a_over_d"] == (ratios["a_over_d"] <= 1.25)
     assert set(results["summary"]["per_target"]) == set(report.TARGETS) | {
-        "memory_growth_within_5pct"}
+        "memory_growth_within_5pct", "click_to_gallery_300ms",
+        "explain_over_predict_engine_1_5", "app_memory_within_5pct"}
     assert "efficientnet_lite0 (224×224)" in markdown and "(a)/(d)" in markdown
     assert results["command"].startswith("python -m bench.run --quick")
     assert f"{ratios['a_over_d']:.2f}" in markdown
@@ -94,6 +95,33 @@ def test_quick_run_checks_memory_growth(quick):
         / growth["peak_after_5_mib"] * 100
     assert growth["peak_growth_pct"] == pytest.approx(expected, abs=0.01)
     assert isinstance(growth["within_5pct"], bool)
+
+
+def test_quick_run_measures_the_served_app(quick):
+    """bench.run also runs the request benchmark: (e), (f) in the browser, (g) app memory."""
+    results, markdown = quick
+    (row,) = results["request"]["rows"]
+    assert row["model"] == "efficientnet_lite0" and row["image"] == "640x480"
+    assert 0 < row["click_to_answer_s"] <= row["click_to_gallery_s"]
+    assert row["ratio"] == pytest.approx(row["explain_s"] / (row["predict_s"] + row["engine_s"]))
+    memory = results["request"]["memory"]
+    assert memory["requests"] == 5 and len(memory["rss_mib"]) == 5
+    assert memory["rss_growth_pct"] == pytest.approx(
+        (memory["rss_end_mib"] - memory["rss_after_warmup_mib"])
+        / memory["rss_after_warmup_mib"] * 100, abs=0.01)
+    assert memory["disk_within_budget"] is True  # the budget evicted old runs
+    assert isinstance(results["summary"]["per_target"]["click_to_gallery_300ms"], bool)
+    assert "(f) click → gallery" in markdown and "App memory: 5 `/explain` requests" in markdown
+
+
+def test_request_targets_from_numbers():
+    rows = [{"model": "efficientnet_lite0", "image": "640x480", "click_to_gallery_s": 0.29,
+             "ratio": 1.2}, {"model": "resnet152", "image": "640x480",
+                             "click_to_gallery_s": 0.9, "ratio": 1.6}]
+    met = report.request_targets({"rows": rows, "memory": {"within_5pct": True}})
+    assert met == {"click_to_gallery_300ms": True, "explain_over_predict_engine_1_5": False,
+                   "app_memory_within_5pct": True}
+    assert report.request_targets({"error": "no browser"}) == {}
 
 
 def test_targets_and_table_from_numbers():

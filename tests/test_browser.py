@@ -105,6 +105,9 @@ def test_upload_explain_and_see_the_gallery(browser, shots):
     assert "tabby" in text and "%" in text
     page.screenshot(path=str(shots / "app.png"), full_page=True)
     assert (shots / "app.png").stat().st_size > 50_000
+    page.get_by_role("tab", name="Labelled sheet").click()  # the sheet the slot offers
+    page.wait_for_function("[...document.querySelectorAll('img')].some(i => i.src.endsWith("
+                           "'_gallery.jpg') && i.complete && i.naturalWidth > 300)")
     page.close()
 
 

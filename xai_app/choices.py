@@ -86,17 +86,19 @@ def class_values(labels: Sequence[str]) -> list[str]:
 
 
 def target_choices(scores: dict[str, float] | None, labels: Sequence[str], current: object,
-                   keep: str = "any") -> tuple[list[tuple[str, str]], str]:
+                   keep: str = "any", every: bool = True) -> tuple[list[tuple[str, str]], str]:
     """(choices, value) for the target list: "top-1", the top-5 with their probability, then
-    every other class A-Z. ``keep="top5"`` (a new image) keeps ``current`` only if it is in
-    the new top-5; ``keep="any"`` keeps any class of the model."""
+    every other class A-Z (``every=False``: only the kept value of them). ``keep="top5"`` (a
+    new image) keeps ``current`` only if it is in the new top-5; ``keep="any"`` keeps any
+    class of the model."""
     scores = scores if isinstance(scores, dict) else {}
     choices = [("top-1 (the most probable class)", service.TOP1)]
     choices += [(f"{label} · {p:.0%}", str(label)) for label, p in scores.items()]
     shown = {v for _, v in choices}
-    choices += [(v, v) for v in sorted(class_values(labels), key=str.lower) if v not in shown]
-    allowed = {service.TOP1} | (set(scores) if keep == "top5" else {v for _, v in choices})
+    rest = [v for v in sorted(class_values(labels), key=str.lower) if v not in shown]
+    allowed = {service.TOP1} | set(scores) | (set(rest) if keep == "any" else set())
     value = current if isinstance(current, str) and current in allowed else service.TOP1
+    choices += [(v, v) for v in rest if every or v == value]
     return choices, value
 
 

@@ -41,21 +41,31 @@ class _Build:
     request for the files, whichever comes first."""
 
     def __init__(self, run: ExplainRun) -> None:
-        self.run = run
+        self.run: ExplainRun | None = run  # until written: then only its paths are kept
         self.future: Future | None = None
         self.lock = threading.Lock()
         self.timer = threading.Timer(IDLE_S, self.start)
         self.timer.daemon = True
 
     def start(self) -> Future:
+        """The build's future: (sheet, ZIP, raw map paths)."""
         with self.lock:
             if self.future is None:
                 self.timer.cancel()
-                self.future = _EXECUTOR.submit(self.run.finish)
-                name = self.run.sheet.parent.name
+                self.future = _EXECUTOR.submit(self._write)
+                name = self.run.sheet.parent.name if self.run is not None else "?"
                 self.future.add_done_callback(lambda f: f.exception() and log.warning(
                     "run %s: files not written: %s", name, f.exception()))
             return self.future
+
+    def _write(self) -> tuple[Path, Path, list[Path]]:
+        run = self.run
+        assert run is not None
+        try:
+            run.finish()
+            return run.sheet, run.zip, list(run.raw)
+        finally:
+            self.run = None  # its maps and image are not kept for the KEEP builds remembered
 
 
 def build_later(run: ExplainRun) -> str:
@@ -85,8 +95,8 @@ def files(name: object, timeout: float = WAIT_S, *, start: bool = True
         if start:
             build.start()
         build.timer.join(timeout)  # started by then (the timer ran, or start() cancelled it)
-        run = build.start().result(timeout=timeout)
-        return run.sheet, run.zip, list(run.raw)
+        sheet, archive, raw = build.start().result(timeout=timeout)
+        return sheet, archive, list(raw)
     folder = storage.STORE.root / name
     sheets = sorted(folder.glob("*_gallery.jpg")) if folder.is_dir() else []
     zips = sorted(folder.glob("*_xai.zip")) if folder.is_dir() else []

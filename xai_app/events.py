@@ -9,6 +9,7 @@ import functools
 import html
 import inspect
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +19,12 @@ import gradio as gr
 import xai
 from xai.errors import TargetError, XaiError
 
-from . import choices, downloads, service
+from . import choices, downloads, heap, service
 
 log = logging.getLogger("xai_app")
 N_OUTPUTS = 7  # gallery, predictions, layer table, manifest, sheet, ZIP, raw maps
+PROGRESS_AFTER_S = 0.25  # a run's steps are shown once it has taken this long (each message
+# makes the page re-read every input's state: ~10 ms each, for a run that is done at once)
 
 
 @contextlib.contextmanager
@@ -62,6 +65,18 @@ def user_errors(action: str) -> Callable[[Callable], Callable]:
     return decorate
 
 
+def _late_steps(progress: gr.Progress, model: object) -> Callable[[float, str], None]:
+    """``progress`` for the steps of a run that has taken :data:`PROGRESS_AFTER_S` (all of
+    them while a model loads for the first time)."""
+    start = time.perf_counter() - (PROGRESS_AFTER_S if str(model).strip() not in service.CACHE
+                                   else 0.0)
+
+    def step(fraction: float, text: str) -> None:
+        if time.perf_counter() - start >= PROGRESS_AFTER_S:
+            progress(fraction, desc=text)
+    return step
+
+
 def _look(opacity: object, colormap: object) -> dict[str, Any]:
     if colormap not in choices.COLORMAPS:
         raise xai.XaiError(f"colormap must be one of {', '.join(choices.COLORMAPS)}")
@@ -89,9 +104,9 @@ def explain(image: str | None, model: str, mode: str, methods: list[str], target
     """
     look, depths = _look(opacity, colormap), choices.rows(layer_row, layer)
     try:
-        run = service.explain(model, image, mode=mode, methods=methods, target=target,
-                              top_k=top_k, guided=guided, fit=fit, finish=False, depths=depths,
-                              look=look, on_step=lambda f, text: progress(f, desc=text))
+        run = heap.confined(service.explain, model, image, mode=mode, methods=methods,
+                            target=target, top_k=top_k, guided=guided, fit=fit, finish=False,
+                            depths=depths, look=look, on_step=_late_steps(progress, model))
     except TargetError as exc:
         hint = choices.did_you_mean(target, service.model_labels(str(model).strip()))
         raise TargetError(f"{exc}.{hint}" if hint else str(exc)) from None
@@ -143,7 +158,8 @@ def predict(image: str | None, model: str, fit: str = "crop",
     name = service.check_model(model)
     if name not in service.CACHE:
         progress(0.1, desc=f"loading {name} (first use)")
-    return service.label_scores(service.predict(name, image, fit), service.model_labels(name))
+    return service.label_scores(heap.confined(service.predict, name, image, fit),
+                                service.model_labels(name))
 
 
 @user_errors("resolve the layers")
@@ -183,8 +199,19 @@ class Inputs:
 # --- UI-only handlers (private endpoints) ---------------------------------------------
 
 def _targets(scores: Any, model: str, current: Any, keep: str) -> Any:
-    opts, value = choices.target_choices(scores, service.model_labels(model), current, keep)
+    # the image's top-5 only: every class is added when the list is opened (all_targets);
+    # the page copies each input's whole state at every step of every event, and a list of
+    # every class made that ~70 ms of each Explain
+    opts, value = choices.target_choices(scores, service.model_labels(model), current, keep,
+                                         every=False)
     return gr.Dropdown(choices=opts, value=value, info=TARGET_INFO)
+
+
+def all_targets(scores: Any, model: str, target: str) -> Any:
+    """The target list opened: the image's top-5 first, then every class to search."""
+    opts, _ = choices.target_choices(scores, service.model_labels(str(model).strip()), target,
+                                     "any")
+    return gr.Dropdown(choices=opts)
 
 
 TARGET_INFO = "top-1, or type to search all classes (the image's top-5 first)"

@@ -88,8 +88,9 @@ def _explain(inputs: Inputs, run: gr.Button, out: dict[str, Any], outputs: list[
     files = [out["sheet_file"], out["zip"], out["raw"]]
     out["manifest"].change(events.run_files, out["manifest"], files, concurrency_id="files",
                            **PRIVATE)
-    out["sheet_file"].change(lambda f: f, out["sheet_file"], out["sheet"], queue=False,
-                             **PRIVATE)
+    # the sheet tab shows the downloadable sheet: copied in the page, no server round trip
+    out["sheet_file"].change(None, out["sheet_file"], out["sheet"], js="(f) => f",
+                             queue=False, **PRIVATE)
     hidden = gr.Button(visible=False)  # /files: the API's way to the background-built files
     hidden.click(events.files, out["manifest"], files, api_name="files",
                  concurrency_id="files")
@@ -107,6 +108,8 @@ def _image(demo: gr.Blocks, inputs: Inputs, out: dict[str, Any], outputs: list[A
     fit.input(events.on_settings, *refresh, show_progress="minimal", **compute, **PRIVATE)
     demo.load(events.on_settings, *refresh, queue=False, **PRIVATE)
     target.input(events.check_target, [target, model], target, queue=False, **PRIVATE)
+    target.focus(events.all_targets, [out["predictions"], model, target], target, queue=False,
+                 **PRIVATE)
 
 
 def _model(demo: gr.Blocks, inputs: Inputs, out: dict[str, Any], outputs: list[Any],
