@@ -65,9 +65,9 @@ def _report_arguments(e: argparse.ArgumentParser) -> None:
                    help="deletion/insertion steps (RISE: 224 at 224x224; default 50)")
     e.add_argument("--road", action="store_true", help="add pytorch-grad-cam's ROAD (slow)")
     e.add_argument("--verdicts", action="store_true",
-                   help="one verdict per panel: faithful (16-px cells, mean fill, LeRF-MoRF, with an "
-                        "interval vs baselines), class- and model-sensitive, stable (runs the "
-                        "sanity check too)")
+                   help="one verdict per panel: faithful (16-px cells, mean fill, LeRF-MoRF, "
+                        "with an interval vs baselines), class- and model-sensitive, stable "
+                        "(runs the sanity check too)")
     e.add_argument("--sanity", action="store_true",
                    help="model-parameter randomisation check: rank correlation and verdicts")
     e.add_argument("--embeddings", action="store_true",
