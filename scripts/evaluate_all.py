@@ -146,7 +146,21 @@ def sanity(model, r, cls: int, methods: list[str], costly: bool) -> dict:
     return out
 
 
-def per_image(model, objs, costly_images: int) -> tuple[dict, dict, dict]:
+def save_partial(path: Path | None, **parts: dict) -> None:
+    """Everything measured so far (a long run killed half-way still leaves its numbers)."""
+    if path is not None:
+        path.write_text(json.dumps({n: {"|".join(k) if isinstance(k, tuple) else k: v
+                                        for k, v in d.items()} for n, d in parts.items()}))
+
+
+def load_partial(path: Path) -> dict[str, dict]:
+    data = json.loads(path.read_text())
+    return {n: {tuple(k.split("|")) if "|" in k else k: v for k, v in d.items()}
+            for n, d in data.items()}
+
+
+def per_image(model, objs, costly_images: int, partial: Path | None = None
+              ) -> tuple[dict, dict, dict]:
     faith: dict = {}
     rho: dict = {}
     secs: dict = {}
@@ -167,10 +181,12 @@ def per_image(model, objs, costly_images: int) -> tuple[dict, dict, dict]:
                       "sanity": time.perf_counter() - t2}
         log(f"{name}: maps {t1 - t0:.0f} s, faithfulness {t2 - t1:.0f} s, sanity "
             f"{time.perf_counter() - t2:.0f} s")
+        save_partial(partial, faith=faith, rho=rho, secs=secs)
     return faith, rho, secs
 
 
-def pointing(model, objs, costly_sheets: int) -> dict:
+def pointing(model, objs, costly_sheets: int, partial: Path | None = None,
+             done: dict | None = None) -> dict:
     hits: dict = {}
     for k, (a, b) in enumerate(itertools.permutations(objs, 2)):
         t0 = time.perf_counter()
@@ -187,6 +203,7 @@ def pointing(model, objs, costly_sheets: int) -> dict:
                 hit(random_map(size, 2 * k + j, grid=(7, 7)).numpy(), left))
             hits.setdefault(("sobel", "—"), []).append(hit(sobel, left))
         log(f"sheet {a}|{b}: {time.perf_counter() - t0:.0f} s")
+        save_partial(partial, **(done or {}), hits=hits)
     return hits
 
 
@@ -239,7 +256,8 @@ def markdown(summary: dict) -> str:
         "re-initialised (MPRT), mean over images, never averaged over depths; passes: images "
         "with |ρ| < 0.5. Fused rows: the fused map at the last step (every stage random).",
         f"**Sampled less** (cost): Score-CAM and Ablation-CAM ({', '.join(COSTLY)}) run "
-        f"{s['costly_forwards']} masked forwards per image here (1 280 at the last stage), so "
+        f"{s['costly_forwards']} masked (ablated) copies per image here (1 280 at the last "
+        "stage), so "
         f"their faithfulness and sanity use the first {s['costly_images']} image(s) and their "
         f"pointing game the first {s['costly_sheets']} sheets ({2 * s['costly_sheets']} "
         "trials); their last-stage sanity runs a 2-step cascade (head, last stage: its own "
@@ -256,12 +274,20 @@ def main() -> int:
     p.add_argument("--costly-sheets", type=int, default=4)
     p.add_argument("--images", type=int, default=5, help="use the first N labelled images")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "evaluation_all")
+    p.add_argument("--resume", action="store_true",
+                   help="reuse the per-image numbers of OUT.partial.json; redo the pointing game")
     args = p.parse_args()
     t0 = time.perf_counter()
     model = xai.load_model()
     objs = dict(list(objects().items())[:args.images])
-    faith, rho, secs = per_image(model, objs, args.costly_images)
-    hits = pointing(model, objs, args.costly_sheets)
+    partial = args.out.with_name(args.out.name + ".partial.json")
+    if args.resume and partial.exists():  # the images' numbers of an earlier run
+        got = load_partial(partial)
+        faith, rho, secs = got["faith"], got["rho"], got["secs"]
+    else:
+        faith, rho, secs = per_image(model, objs, args.costly_images, partial)
+    hits = pointing(model, objs, args.costly_sheets, partial,
+                    {"faith": faith, "rho": rho, "secs": secs})
     summary = {
         "settings": {
             "model": model.name, "device": str(model.device), "images": len(objs),
@@ -276,7 +302,8 @@ def main() -> int:
         "methods": ALL, "fusions": list(FUSIONS),
         "table": table(faith, rho, hits),
         "seconds_per_image": secs,
-        "timings": {"total": round(time.perf_counter() - t0, 1)},
+        "timings": {"total": round(time.perf_counter() - t0, 1)
+                    + sum(sum(v.values()) for v in secs.values()) * args.resume},
     }
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
     args.out.with_suffix(".md").write_text("# Evaluation: every method\n\n" + markdown(summary))

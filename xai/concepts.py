@@ -96,17 +96,17 @@ def concepts_sheet(c: ConceptMaps, image: np.ndarray, tile: int = 224, cols: int
 
     k = c.maps.shape[0]
     cols = max(1, min(cols, k))
-    cap_h, head_h = 40, 30 if title else 0
+    cap_h, foot_h = 40, 26 if title else 0  # the title below: a viewer's label sits on top
     rows = -(-k // cols)
-    canvas = Image.new("RGB", (PAD + cols * (tile + PAD), head_h + rows * (tile + cap_h + PAD)
-                               + PAD), BG)
+    grid_h = PAD + rows * (tile + cap_h + PAD)
+    canvas = Image.new("RGB", (PAD + cols * (tile + PAD), grid_h + foot_h), BG)
     draw = ImageDraw.Draw(canvas)
     if title:
-        draw.text((PAD, 6), _fit(title, font(15, True), canvas.width - 2 * PAD), fill=INK,
-                  font=font(15, True))
+        draw.text((PAD, grid_h), _fit(title, font(14, True), canvas.width - 2 * PAD), fill=INK,
+                  font=font(14, True))
     for j in range(k):
         x = PAD + (j % cols) * (tile + PAD)
-        y = head_h + PAD + (j // cols) * (tile + cap_h + PAD)
+        y = PAD + (j // cols) * (tile + cap_h + PAD)
         pic = Image.fromarray(overlay(image, c.maps[j])).resize((tile, tile), Image.BILINEAR)
         canvas.paste(pic, (x, y))
         head, _, rest = concept_caption(c, j).partition(": ")
