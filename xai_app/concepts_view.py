@@ -14,7 +14,7 @@ from xai.errors import LayerError, OptionError
 from .service import CACHE, DEPTHS, check_fit, check_mode, check_model, on_gpu, whole_number
 
 DEFAULT_CONCEPTS, MAX_CONCEPTS = 4, 8
-CONCEPT_HEADERS = ["concept", "top classes (concept vector through the classifier)"]
+CONCEPT_HEADERS = ["concept", "top classes"]  # the concept vector through the classifier
 
 
 @dataclass
@@ -40,7 +40,8 @@ def _concepts(name: str, image, mode: str, fit: str, depth: str, k: int) -> Conc
     c = concept_maps(result, depth, k, model)
     layer = result.layer(depth)
     title = f"{k} DFF concepts at {depth} ({layer.name}, {layer.size})"
-    return ConceptRun(c, concepts_sheet(c, result.image, title=title), layer.name)
+    # two columns: still readable on a phone, where the picture is shrunk to the screen
+    return ConceptRun(c, concepts_sheet(c, result.image, cols=2, title=title), layer.name)
 
 
 compute_concepts = on_gpu(_concepts)

@@ -56,7 +56,7 @@ def concepts_block(inputs: Inputs, limit: int) -> None:
                       step=1, label="Concepts (k)", min_width=200)
         go = gr.Button("Concepts", variant="secondary", elem_id="xai-concepts-run")
     picture = gr.Image(label="DFF concepts: each concept's map and its top classes",
-                       type="filepath", format="png", interactive=False,
+                       type="filepath", format="png", interactive=False, show_label=False,
                        elem_id="xai-concepts")
     rows = gr.Dataframe(headers=concepts_view.CONCEPT_HEADERS, interactive=False, wrap=True,
                         label="Concepts and their classes", elem_id="xai-concept-labels")
