@@ -125,6 +125,7 @@ def main(argv=None) -> None:
     p.add_argument("--score-depths", nargs="*", default=["middle"], help="none: skip")
     p.add_argument("--out", default="bench/results/methods_cost.json")
     p.add_argument("--ablation-depths", nargs="*", default=["last"])
+    p.add_argument("--top-ks", nargs="+", type=int, default=[1, 3], help="with --score-only")
     p.add_argument("--score-only", action="store_true",
                    help="only Score-CAM: ours, pytorch-grad-cam's and the floor (C forwards)")
     a = p.parse_args(argv)
@@ -136,7 +137,7 @@ def main(argv=None) -> None:
             rows = []
             for d in a.score_depths:
                 floor = score_floor(model, d)
-                rows += [dict(score_cam(model, d, k), **floor) for k in (1, 3)]
+                rows += [dict(score_cam(model, d, k), **floor) for k in a.top_ks]
             results[name] = {"score_cam": rows, "ablation_cam": [
                 ablation_shared(model, d) for d in a.ablation_depths]}
             print(name, json.dumps(results[name]), flush=True)
