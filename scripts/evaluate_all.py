@@ -198,10 +198,10 @@ def pointing(model, objs, costly_sheets: int, partial: Path | None = None,
         sobel = resize_map(sobel_map(r.input), size).numpy()
         for j, (cls, left) in enumerate(((ca, True), (cb, False))):
             for m, d in panel_keys(methods):
-                hits.setdefault((m, d), []).append(hit(panel_map(r, m, d, cls, size), left))
+                hits.setdefault((m, d), []).append(bool(hit(panel_map(r, m, d, cls, size), left)))
             hits.setdefault(("random-cam", "—"), []).append(
-                hit(random_map(size, 2 * k + j, grid=(7, 7)).numpy(), left))
-            hits.setdefault(("sobel", "—"), []).append(hit(sobel, left))
+                bool(hit(random_map(size, 2 * k + j, grid=(7, 7)).numpy(), left)))
+            hits.setdefault(("sobel", "—"), []).append(bool(hit(sobel, left)))
         log(f"sheet {a}|{b}: {time.perf_counter() - t0:.0f} s")
         save_partial(partial, **(done or {}), hits=hits)
     return hits
