@@ -80,17 +80,68 @@ def score_cam(model, depth: str, top_k: int) -> dict:
             "speedup": round(ref / ours, 2), "masked_forwards": r.passes["masked_forward"]}
 
 
+def score_floor(model, depth: str, batch: int = 16) -> dict:
+    """The floor of any Score-CAM map: C forwards of the input at its full size (one per
+    channel), batched as ours; in channels-last (ours on a CPU) and NCHW (pytorch-grad-cam)."""
+    r = xai.explain(model, IMAGE, methods=["eigencam"], depths=[depth])
+    c = r.layers[depth].shape[0]
+    out = {"channels": c}
+    for fmt, key in ((torch.channels_last, "floor_nhwc_s"), (torch.contiguous_format,
+                                                             "floor_nchw_s")):
+        x = r.input.expand(batch, -1, -1, -1).contiguous(memory_format=fmt)
+        with torch.inference_mode():
+            model.module(x)  # warm-up
+            t = time.perf_counter()
+            for _ in range(-(-c // batch)):
+                model.module(x)
+        out[key] = round(time.perf_counter() - t, 3)
+    return out
+
+
+def ablation_shared(model, depth: str) -> dict:
+    """Ablation-CAM's C ablated copies of one image: sharing the network before the layer
+    (ours) against running every copy whole (pytorch-grad-cam's way), one target."""
+    from xai.cams.ablationcam import ablated_scores
+    from xai.models import class_logits
+
+    r = xai.explain(model, IMAGE, methods=["eigencam"], depths=[depth])
+    info, x, cls = r.layers[depth], r.input, [r.targets[0].index]
+    with torch.inference_mode():
+        ref = class_logits(model.module(x))[0, cls]
+    out = {"depth": depth, "layer": info.name, "channels": info.shape[0]}
+    for key, kw in (("shared_s", {"reference": ref}), ("whole_s", {})):
+        t = time.perf_counter()
+        scores, _ = ablated_scores(model.module, x, info.name, info.fmt, info.shape[0], cls, **kw)
+        out[key] = round(time.perf_counter() - t, 3)
+        out.setdefault("scores", scores)
+    out["max_abs_diff"] = float((out.pop("scores") - scores).abs().max())
+    return out
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--models", nargs="+", default=["resnet50", "efficientnet_lite0"])
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--score-depths", nargs="*", default=["middle"], help="none: skip")
     p.add_argument("--out", default="bench/results/methods_cost.json")
+    p.add_argument("--ablation-depths", nargs="*", default=["last"])
+    p.add_argument("--top-ks", nargs="+", type=int, default=[1, 3], help="with --score-only")
+    p.add_argument("--score-only", action="store_true",
+                   help="only Score-CAM: ours, pytorch-grad-cam's and the floor (C forwards)")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     results = {}
     for name in a.models:
         model = _load(name)
+        if a.score_only:
+            rows = []
+            for d in a.score_depths:
+                floor = score_floor(model, d)
+                rows += [dict(score_cam(model, d, k), **floor) for k in a.top_ks]
+            results[name] = {"score_cam": rows, "ablation_cam": [
+                ablation_shared(model, d) for d in a.ablation_depths]}
+            print(name, json.dumps(results[name]), flush=True)
+            continue
         for methods in (DEFAULT_METHODS, ALL_ONE_PASS):
             gallery_s(model, methods)  # warm-up
         four, every = [], []

@@ -52,7 +52,7 @@ def cat_explained(client: Client):
 def test_named_endpoints_and_argument_names(client: Client):
     info = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {"/explain", "/files", "/predict", "/layers", "/models", "/embeddings",
-            "/compare"} == set(info)
+            "/compare", "/concepts"} == set(info)
     names = {ep: [p["parameter_name"] for p in info[ep]["parameters"]] for ep in info}
     assert names["/explain"] == ["image", "model", "mode", "methods", "target", "top_k",
                                  "guided", "fit", "opacity", "colormap", "layer_row", "layer"]

@@ -151,7 +151,8 @@ def test_cli_sheet_manifest_and_faithfulness_take_any_method(tmp_path, cat_path)
     assert res.returncode == 0, res.stderr
     cat = json.loads((tmp_path / "manifest.json").read_text())["images"][0]
     assert cat["methods"] == ["hirescam", "layercam", "fem", "finercam"]
-    assert len(cat["files"]["overlays"]) == 12 and cat["passes"]["contrast"] == 1
+    assert len(cat["files"]["overlays"]) == 12 + 1 and cat["passes"]["contrast"] == 1
+    assert cat["files"]["overlays"][-1]["method"] == "layercam-fusion"  # the fused row
     assert {r["method"] for r in cat["faithfulness"][0]["rows"]} == set(cat["methods"])
     bad = _run("explain", str(cat_path), "--methods", "nope", "--out", str(tmp_path / "x"))
     assert bad.returncode != 0 and "scorecam" in bad.stderr and "\n" not in bad.stderr.strip()

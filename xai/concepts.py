@@ -7,6 +7,7 @@ feeds the classifier, the classes it scores highest.
 
     r = xai.explain("efficientnet_lite0", "cat.png", keep_activations=True)
     c = xai.concept_maps(r, n_components=4); c.maps.shape, c.labels
+    concepts_sheet(c, r.image).save("concepts.png")  # each map overlaid, with its classes
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageDraw
 from sklearn.decomposition import NMF
 
-from .errors import XaiError
+from .errors import OptionError
 
 
 def factorize(acts: np.ndarray, n_components: int = 5) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +56,7 @@ def concept_maps(result, depth: str | None = None, n_components: int = 5, model=
     depth = result.depths[-1] if depth is None else str(depth)
     act = layer_activations(result, model)[depth].float()
     if not 1 <= n_components <= act.shape[0]:
-        raise XaiError(f"n_components must be in 1..{act.shape[0]}, not {n_components}")
+        raise OptionError(f"n_components must be in 1..{act.shape[0]}, not {n_components}")
     concepts, maps = factorize(act[None].cpu().numpy(), n_components)
     m = torch.from_numpy(maps[0]).float()
     flat = m.reshape(n_components, -1)
@@ -77,3 +79,37 @@ def _labels(model, concepts: np.ndarray, result, top: int) -> list[list[tuple[st
     top_p = probs.topk(top, dim=1)
     return [[(result.labels[int(i)], float(p)) for p, i in zip(ps, ix)]
             for ps, ix in zip(top_p.values, top_p.indices)]
+
+
+def concept_caption(c: ConceptMaps, j: int) -> str:
+    """"concept 2: tabby 41 %, tiger cat 22 %" (or that the layer does not feed the head)."""
+    labs = ", ".join(f"{name} {p:.0%}" for name, p in c.labels[j])
+    return f"concept {j + 1}: " + (labs or "no class labels at this depth")
+
+
+def concepts_sheet(c: ConceptMaps, image: np.ndarray, tile: int = 224, cols: int = 4,
+                   title: str = "") -> Image.Image:
+    """One labelled picture: each concept's map overlaid on ``image`` (jet), in a grid of
+    ``cols``, captioned with its top classes (:func:`concept_caption`; only a layer that feeds
+    the classifier has them)."""
+    from .render import BG, INK, MUTED, PAD, _fit, font, overlay
+
+    k = c.maps.shape[0]
+    cols = max(1, min(cols, k))
+    cap_h, foot_h = 40, 26 if title else 0  # the title below: a viewer's label sits on top
+    rows = -(-k // cols)
+    grid_h = PAD + rows * (tile + cap_h + PAD)
+    canvas = Image.new("RGB", (PAD + cols * (tile + PAD), grid_h + foot_h), BG)
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((PAD, grid_h), _fit(title, font(14, True), canvas.width - 2 * PAD), fill=INK,
+                  font=font(14, True))
+    for j in range(k):
+        x = PAD + (j % cols) * (tile + PAD)
+        y = PAD + (j // cols) * (tile + cap_h + PAD)
+        pic = Image.fromarray(overlay(image, c.maps[j])).resize((tile, tile), Image.BILINEAR)
+        canvas.paste(pic, (x, y))
+        head, _, rest = concept_caption(c, j).partition(": ")
+        draw.text((x, y + tile + 3), head, fill=INK, font=font(13, True))
+        draw.text((x, y + tile + 20), _fit(rest, font(12), tile), fill=MUTED, font=font(12))
+    return canvas

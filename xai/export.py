@@ -28,14 +28,15 @@ def write_outputs(result: Explanation, out: Path, stem: str, alpha: float = 0.5)
     """Save the gallery and every overlay; return the manifest entry with the file names."""
     from PIL import Image
 
-    from .render import gallery, panels
+    from .render import fused_panels, gallery, panels
 
     out.mkdir(parents=True, exist_ok=True)
     files: dict = {"gallery": f"{stem}_gallery.png", "overlays": []}
     drawn = {t.index: panels(result, t.index, alpha) for t in result.targets}
     gallery(result, alpha=alpha, drawn=drawn).save(out / files["gallery"], compress_level=1)
-    for tgt in result.targets:
-        for pic, method, depth, caption in drawn[tgt.index]:
+    for tgt in result.targets:  # the fused row (if any) after each target's rows of depths
+        for pic, method, depth, caption in drawn[tgt.index] + fused_panels(result, tgt.index,
+                                                                           alpha):
             name = f"{stem}_{tgt.index}-{slug(tgt.label)}_{slug(method)}_{slug(depth)}.png"
             Image.fromarray(pic).save(out / name, compress_level=1)
             files["overlays"].append({"file": name, "method": method, "depth": depth,

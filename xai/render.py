@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .cams import GUIDED, get_method
-from .cams.fusion import fused_map
+from .cams.fusion import FUSED, FUSION_TITLES, FUSIONS, fused_map, fusions_of
 from .errors import OptionError
 
 if TYPE_CHECKING:
@@ -184,10 +184,17 @@ def _layer_row(canvas: Image.Image, draw: ImageDraw.ImageDraw, result: Explanati
 def fused_columns(result: Explanation) -> dict[str, str]:
     """{method column: fusion} for the sheet's fused row: LayerCAM fusion under LayerCAM, and
     RefineCAM under Grad-CAM++, once LayerCAM was computed at more than one depth."""
-    if "layercam" not in result.methods or len(result.depths) < 2:
-        return {}
-    return {m: k for m, k in (("layercam", "layercam-fusion"), ("gradcam++", "refinecam"))
-            if m in result.methods}
+    return {FUSIONS[k][0]: k for k in fusions_of(result)}
+
+
+def fused_panels(result: Explanation, target: int | str | None = None, alpha: float = 0.5,
+                 colormap: str = "jet") -> list[tuple[np.ndarray, str, str, str]]:
+    """The fused row for one target, as :func:`panels`: (RGB image, fusion, ``"fused"``,
+    caption), from the maps already computed (:func:`xai.cams.fusion.fusions_of`)."""
+    over = " + ".join(result.depths)
+    return [(overlay(result.image, fused_map(result, k, target), alpha, colormap), k, FUSED,
+             f"{FUSION_TITLES[k]} · fused {over} · {method_title(FUSIONS[k][0])} maps")
+            for k in fusions_of(result)]
 
 
 def _fused_row(canvas, draw, result, target, fused, methods, at, alpha, colormap) -> None:

@@ -36,6 +36,7 @@ from xai.layers import MODES
 
 from . import service
 from .choices import COLORMAPS, LAYER_ROWS, MAX_LAYER_CHARS
+from .concepts_view import MAX_CONCEPTS
 from .insights import MAX_FAITH_STEPS
 from .storage import RunStore
 
@@ -134,7 +135,8 @@ CHECKS: dict[str, Callable[[Any], None]] = {
     "layer_row": _choice("layer_row", tuple(v for _, v in LAYER_ROWS)),
     "layer": _text("layer", "a module name or conv:N", MAX_LAYER_CHARS), "models": _models,
     "method": _choice("method", tuple(m for _, m in service.METHOD_CHOICES)),
-    "manifest": _manifest,
+    "manifest": _manifest, "depth": _choice("depth", service.DEPTHS),
+    "concepts": _whole("concepts", 2, MAX_CONCEPTS),
 }
 ENDPOINTS: dict[str, tuple[str, ...]] = {
     "explain": ("image", "model", "mode", "methods", "target", "top_k", "guided", "fit",
@@ -143,6 +145,7 @@ ENDPOINTS: dict[str, tuple[str, ...]] = {
     "layers": ("model", "mode"),
     "embeddings": ("image", "model", "mode", "methods", "target", "fit", "steps", "sanity"),
     "compare": ("image", "models", "mode", "method", "target", "fit"),
+    "concepts": ("image", "model", "mode", "fit", "depth", "concepts"),
     "models": (),
     "files": ("manifest",),
 }

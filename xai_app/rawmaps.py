@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from xai.cams import GUIDED, get_method
+from xai.cams.fusion import FUSED, fusions_of, panel_map
 from xai.engine import Explanation
 
 RAW_DIR = "raw"
@@ -47,7 +48,8 @@ def raw_bytes(result: Explanation) -> int:
     fmaps = sum(4 * result.layer(d).shape[-1] * result.layer(d).shape[-2] + 256
                 for d in result.depths)
     n = len(result.targets) * len(result.panel_methods)
-    return int(n * len(result.depths) * (4.04 * h * w + 512) + 2 * n * fmaps)
+    fused = len(result.targets) * len(fusions_of(result))  # image size only
+    return int((n * len(result.depths) + fused) * (4.04 * h * w + 512) + 2 * n * fmaps)
 
 
 def entries(manifest: dict[str, Any]) -> list[dict[str, Any]]:
@@ -55,12 +57,13 @@ def entries(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     for entry in manifest["files"]["overlays"]:
         base = Path(entry["map"]).stem
         entry["raw"] = {"image_size": f"{RAW_DIR}/{base}.npy"}
-        if entry["method"] != GUIDED:
+        if entry["method"] != GUIDED and entry["depth"] != FUSED:
             entry["raw"]["feature_map"] = f"{RAW_DIR}/{base}_fmap.npy"
     manifest["files"]["raw"] = {
         "format": "float32 .npy (numpy.load), values in [0, 1] as the overlays colour them",
         "image_size": "height × width of image.png (the explained region)",
-        "feature_map": "the layer's own grid (the layer table's H × W); none for Guided Grad-CAM"}
+        "feature_map": "the layer's own grid (the layer table's H × W); none for Guided Grad-CAM"
+                       " and the fused panels (depth 'fused', at the image's size)"}
     return manifest["files"]["overlays"]
 
 
@@ -71,7 +74,8 @@ def write(result: Explanation, manifest: dict[str, Any], folder: Path,
     paths = []
     for entry in manifest["files"]["overlays"]:
         raw = entry.get("raw") or {}
-        arrays = {"image_size": result.cam(entry["method"], entry["depth"], entry["target"])}
+        arrays = {"image_size": panel_map(result, entry["method"], entry["depth"],
+                                          entry["target"])}
         if "feature_map" in raw:
             arrays["feature_map"] = feature_map(result, entry["method"], entry["depth"],
                                                 entry["target"])

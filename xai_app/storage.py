@@ -38,9 +38,10 @@ import numpy as np
 from PIL import Image
 
 import xai
+from xai.cams.fusion import fusions_of, panel_map
 from xai.engine import Explanation
 from xai.export import slug
-from xai.render import PAD, PANEL, gallery, panels
+from xai.render import PAD, PANEL, fused_panels, gallery, panels
 
 from . import rawmaps
 
@@ -270,8 +271,10 @@ def bound_bytes(result: Explanation) -> int:
     at quality 90: 0.9), a greyscale PNG under 1.01, an RGB PNG under 3.03; the sheet has a
     tile of at most (PANEL + PAD)² pixels per panel and per input, plus its labels."""
     h, w = result.image.shape[:2]
-    n = len(result.targets) * len(result.depths) * len(result.panel_methods)
-    tiles = len(result.targets) * len(result.depths) * (len(result.panel_methods) + 1)
+    fused = len(fusions_of(result))  # the fused row's panels, and its row on the sheet
+    n = len(result.targets) * (len(result.depths) * len(result.panel_methods) + fused)
+    tiles = (len(result.targets) * (len(result.depths) + bool(fused))
+             * (len(result.panel_methods) + 1))
     return int(n * h * w * 2.02 + h * w * 3.03 + 1.5 * tiles * (PANEL + PAD) ** 2 + 2**21
                + rawmaps.raw_bytes(result))
 
@@ -294,9 +297,10 @@ def _write_previews(result: Explanation, out: Path, stem: str,
                     settings: dict[str, Any] | None, store: RunStore) -> ExplainRun:
     alpha, colormap = look(settings)
     drawn = {t.index: panels(result, t.index, alpha, colormap) for t in result.targets}
-    items, overlays = [], []
-    for tgt in result.targets:
-        for pic, method, depth, caption in drawn[tgt.index]:
+    fused = [(tgt, fused_panels(result, tgt.index, alpha, colormap)) for tgt in result.targets]
+    items, overlays = [], []  # the fused panels last: a short row that shifts no other row
+    for tgt, pics in [(t, drawn[t.index]) for t in result.targets] + fused:
+        for pic, method, depth, caption in pics:
             name = f"{tgt.index}-{slug(tgt.label)}_{slug(method)}_{slug(depth)}"
             (out / f"{stem}_{name}.jpg").write_bytes(_jpeg(pic))
             overlays.append({"file": f"{stem}_{name}.jpg", "map": f"maps/{name}.png",
@@ -327,7 +331,7 @@ def _write_files(run: ExplainRun) -> None:
         zf.writestr("manifest.json", json.dumps(run.manifest, indent=2))
         zf.writestr("image.png", _png(result.image), compress_type=zipfile.ZIP_STORED)
         for entry in run.manifest["files"]["overlays"]:  # PNG is deflated already
-            cam = result.cam(entry["method"], entry["depth"], entry["target"])
+            cam = panel_map(result, entry["method"], entry["depth"], entry["target"])
             zf.writestr(entry["map"], _png((cam * 255).round().astype(np.uint8)),
                         compress_type=zipfile.ZIP_STORED)
         run.raw = rawmaps.write(result, run.manifest, run.sheet.parent, zf)

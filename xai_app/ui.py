@@ -9,6 +9,8 @@ Named API endpoints (``gradio_client``: ``client.predict(..., api_name="/explain
 * ``predict(image, model, fit)`` -> top-5 predictions
 * ``layers(model, mode)`` -> the resolved first/middle/last layers (table)
 * ``embeddings(...)``, ``compare(image, models, mode, method, target, fit)`` (other tabs)
+* ``concepts(image, model, mode, fit, depth, concepts)`` -> Deep Feature Factorization: the k
+  concepts' maps at one depth (PNG) and their top classes (table)
 * ``models()`` -> the offered model names
 
 Handlers live in :mod:`xai_app.events`, the words in :mod:`xai_app.choices`.

@@ -21,6 +21,8 @@ import numpy as np
 from ..errors import MethodError
 
 FUSIONS = {"layercam-fusion": ("layercam", "mean"), "refinecam": ("gradcam++", "prod")}
+FUSED = "fused"  # the depth of a fused panel in the gallery, the overlays and the manifest
+FUSION_TITLES = {"layercam-fusion": "LayerCAM fusion", "refinecam": "RefineCAM"}
 
 
 def fused_map(result, kind: str = "layercam-fusion", target: int | str | None = None,
@@ -36,3 +38,20 @@ def fused_map(result, kind: str = "layercam-fusion", target: int | str | None = 
     out = maps.mean(axis=0) if how == "mean" else maps.prod(axis=0)
     out = out - out.min()
     return (out / (out.max() + 1e-7)).astype(np.float32)
+
+
+def fusions_of(result) -> list[str]:
+    """The fusions a gallery shows for ``result``: LayerCAM fusion, and RefineCAM beside it,
+    once LayerCAM was computed at two depths or more (the mission's four alone get none)."""
+    if "layercam" not in result.methods or len(result.depths) < 2:
+        return []
+    return [k for k, (base, _) in FUSIONS.items() if base in result.methods]
+
+
+def panel_map(result, method: str, depth: str, target: int | str | None = None,
+              size: tuple[int, int] | None = None) -> np.ndarray:
+    """A gallery panel's map: ``result.cam(method, depth)``, or the fusion ``method`` when
+    ``depth`` is :data:`FUSED`."""
+    if depth == FUSED:
+        return fused_map(result, method, target, size)
+    return result.cam(method, depth, target, size=size)
