@@ -2,7 +2,7 @@
 
 * Pointing game: two objects side by side (every ordered pair of the five labelled images of
   ``scripts/evaluate.py``); the map for object A must peak on A's half.
-* Faithfulness: the protocol the verdicts use (:data:`xai.verdict.PROTOCOL`: 16-px cells, blur
+* Faithfulness: the protocol the verdicts use (:data:`xai.verdict.PROTOCOL`: 16-px cells, mean
   fill, 16 steps, ``LeRF - MoRF`` of the target logit, :func:`xai.perturbation.removal_curves`),
   every panel and the fused maps in one call per image with the verdicts' baselines (random, 2
   draws; smooth random, 3 draws; Sobel edges); "beats" = the paired 90 % bootstrap interval of
