@@ -122,6 +122,23 @@ def test_budget_removes_the_oldest_runs_before_writing_and_keeps_busy_ones(tmp_p
     assert store.used() <= store.budget and held.exists()
 
 
+def test_folders_left_by_an_earlier_process_are_measured_once_and_still_evicted(tmp_path,
+                                                                                 monkeypatch):
+    for i in range(30):  # a restarted Space: run folders this process did not write
+        (tmp_path / f"run-old{i:02d}").mkdir()
+        _fill(tmp_path / f"run-old{i:02d}", 100)
+    walked = []
+    real = storage.folder_bytes
+    monkeypatch.setattr(storage, "folder_bytes", lambda p: walked.append(p) or real(p))
+    store = storage.RunStore(tmp_path, budget=10_000)
+    for _ in range(5):
+        store.release([_fill(store.reserve(100), 100)])
+    old = [p for p in walked if p.name.startswith("run-old")]
+    assert len(old) == len(set(old)) == 30  # each old folder walked once, not per request
+    store.reserve(9_000)  # the budget still counts them: old folders go first
+    assert sum((tmp_path / f"run-old{i:02d}").exists() for i in range(30)) < 30
+
+
 def test_budget_counts_uploads_and_removes_them_after_the_runs(tmp_path):
     store = storage.RunStore(tmp_path / "runs", budget=10_000)
     (tmp_path / "up").mkdir()

@@ -172,7 +172,10 @@ class RunStore:
             except OSError:
                 pass
         runs.sort()
-        sizes = {p: self._sizes.get(p) or folder_bytes(p) for _, p in runs}
+        for _, p in runs:  # folders from before this process: walked once, then remembered
+            if p not in self._sizes:
+                self._sizes[p] = folder_bytes(p)
+        sizes = {p: self._sizes[p] for _, p in runs}
         used = sum(sizes.values()) + sum(folder_bytes(p) for p in self._busy if p.is_dir())
         uploads = [(ctime, p, size) for p, size, ctime in self._upload_files()]
         used += sum(size for *_, size in uploads)
