@@ -8,9 +8,10 @@ beside it (the disk budget removes the oldest runs).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
+
+from xai_app.storage import folder_bytes
 
 GROWTH_LIMIT_PCT = 5.0
 
@@ -25,16 +26,8 @@ def rss_mib(pid: int) -> float:
 
 
 def disk_mib(*folders: Path) -> float:
-    """MiB of every file under ``folders``."""
-    total = 0
-    for folder in folders:
-        for dirpath, _dirs, names in os.walk(folder):
-            for name in names:
-                try:
-                    total += os.lstat(os.path.join(dirpath, name)).st_size
-                except OSError:
-                    pass
-    return total / 2**20
+    """MiB of every file under ``folders`` (as the app's disk budget counts them)."""
+    return sum(folder_bytes(folder) for folder in folders) / 2**20
 
 
 def app_memory(url: str, pid: int, image: Path, requests: int, warmup: int,

@@ -47,6 +47,8 @@ from xai.faithfulness import (  # noqa: E402
     score_explanation,
     sobel_map,
 )
+from xai.metaeval import composite  # noqa: E402
+from xai.metaeval import peak_in_half as hit  # noqa: E402
 from xai.sanity import sanity_check  # noqa: E402
 
 METHODS = xai.DEFAULT_METHODS  # --methods replaces it
@@ -74,25 +76,6 @@ def objects() -> dict[str, tuple[Image.Image, int]]:
         print(f"skipping the china image: {exc}", file=sys.stderr)
     return out
 
-
-def square(img: Image.Image, side: int) -> Image.Image:
-    return ImageOps.fit(img, (side, side), Image.BICUBIC)
-
-
-def composite(left: Image.Image, right: Image.Image, side: int = 224) -> Image.Image:
-    """Two square objects side by side, vertically centred on a white square sheet."""
-    sheet = Image.new("RGB", (2 * side, 2 * side), (255, 255, 255))
-    sheet.paste(square(left, side), (0, side // 2))
-    sheet.paste(square(right, side), (side, side // 2))
-    return sheet
-
-
-def hit(cam: np.ndarray, left: bool) -> bool:
-    """Does the map's maximum lie in the wanted half? A flat map points nowhere (a miss)."""
-    if float(cam.max() - cam.min()) < 1e-6:
-        return False
-    _, col = np.unravel_index(int(np.argmax(cam)), cam.shape)
-    return (col < cam.shape[1] / 2) == left
 
 
 def faithfulness(model, objs, steps: int, road: bool, chunk: int) -> tuple[list, list, float]:

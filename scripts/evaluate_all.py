@@ -40,12 +40,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from evaluate import composite, hit, objects  # noqa: E402
+from evaluate import objects  # noqa: E402
 
 import xai  # noqa: E402
 from xai.cams import METHODS, get_method, method_names  # noqa: E402
 from xai.cams.fusion import FUSIONS, fused_map  # noqa: E402
 from xai.faithfulness import random_map, sobel_map  # noqa: E402
+from xai.metaeval import composite  # noqa: E402
+from xai.metaeval import peak_in_half as hit  # noqa: E402
 from xai.passes import MapKey, run_pass  # noqa: E402
 from xai.perturbation import bootstrap, removal_curves  # noqa: E402
 from xai.postprocess import resize_map  # noqa: E402

@@ -133,13 +133,6 @@ def _plain(o):
     return o.item() if hasattr(o, "item") else str(o)
 
 
-def points_at(cam: np.ndarray, left: bool) -> bool:
-    """Does the map's maximum lie in the target's half? A flat map points nowhere."""
-    if float(cam.max() - cam.min()) < 1e-6:
-        return False
-    return bool((np.unravel_index(int(cam.argmax()), cam.shape)[1] < cam.shape[1] / 2) == left)
-
-
 def one_case(model, r, case, stability: bool) -> dict:
     """Sanity + verdict of one target of a sheet; a second seed and 8 steps for stability."""
     from xai.sanity import sanity_check
@@ -152,7 +145,7 @@ def one_case(model, r, case, stability: bool) -> dict:
     again = judge(model, r, case.target, sanity=rep, seed=1) if stability else v
     fewer = judge(model, r, case.target, sanity=rep, n_steps=8) if stability else v
     top = max(v.panels, key=lambda p: p.score)
-    hit = lambda p: p is not None and points_at(r.cam(p.method, p.depth, case.target),  # noqa
+    hit = lambda p: p is not None and metaeval.peak_in_half(r.cam(p.method, p.depth, case.target),  # noqa
                                                  case.left)
     scores = lambda rep: np.array([p.score for p in rep.panels])  # noqa: E731
     rho = lambda a, b: xai.sanity.spearman(torch.tensor(a), torch.tensor(b))  # noqa: E731

@@ -9,7 +9,14 @@ from PIL import Image
 from torch import nn
 
 import xai
-from xai.metaeval import HARD_LAYOUTS, box_mask, composite, hard_scene, known_maps
+from xai.metaeval import (
+    HARD_LAYOUTS,
+    box_mask,
+    composite,
+    hard_scene,
+    known_maps,
+    peak_in_half,
+)
 from xai.perturbation import ProtocolError, bootstrap, cell_ranks, removal_curves
 from xai.sanity import sanity_check
 from xai.verdict import PROTOCOL, PanelVerdict, class_rho, judge
@@ -225,3 +232,11 @@ def test_an_inverted_map_for_other_classes_is_worded_as_such():
     describe([flip], _values([0.1], 0.01), np.full(5, 0.2), "tabby", "teapot")
     assert "nearly its negative (ρ -0.60 between tabby and teapot)" in flip.text
     assert "barely changes" not in flip.text
+
+
+def test_a_map_points_at_the_half_of_its_peak_and_a_flat_map_nowhere():
+    cam = np.zeros((4, 8))
+    cam[1, 2] = 1.0
+    assert peak_in_half(cam, left=True) and not peak_in_half(cam, left=False)
+    assert not peak_in_half(np.ones((4, 8)), left=True)
+    assert not peak_in_half(np.ones((4, 8)), left=False)

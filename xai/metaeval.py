@@ -45,6 +45,13 @@ def composite(left: Image.Image, right: Image.Image, side: int = 224) -> Image.I
     return sheet
 
 
+def peak_in_half(cam: np.ndarray, left: bool) -> bool:
+    """Does the map's maximum lie in the left (or right) half? A flat map points nowhere."""
+    if float(cam.max() - cam.min()) < 1e-6:
+        return False
+    return bool((np.unravel_index(int(np.argmax(cam)), cam.shape)[1] < cam.shape[1] / 2) == left)
+
+
 Box = tuple[float, float, float]  # (top, left, side) as fractions of the square sheet
 HARD_SIDE = 0.32  # each object's side on a hard sheet: about a tenth of its area
 HARD_LAYOUTS: tuple[tuple[Box, Box], ...] = (  # (target, other): apart, diagonal, touching
