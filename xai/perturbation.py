@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,7 @@ ORDERS = ("morf", "lerf")
 SCORES = ("morf", "lerf", "lerf-morf")
 BLUR_KERNEL, BLUR_SIGMA = 31, 8.0
 ROAD_ITERS, ROAD_NOISE = 16, 0.01
+MASK_CHUNK = 256  # jobs whose masks are built (and packed for de-duplication) at once
 
 
 class ProtocolError(XaiError, ValueError):
@@ -181,18 +183,17 @@ def removal_curves(model: LoadedModel, x: torch.Tensor, maps: torch.Tensor, targ
     substrate = gaussian_blur(x, BLUR_KERNEL, BLUR_SIGMA) if fill == "blur" else None
     jobs = [(o, i, k) for o in orders for i in range(m) for k in range(1, n_steps)]
 
-    def masks(part: list) -> torch.Tensor:
-        return _removed(ranks, part, counts, n_cells)
-
-    unique, where = _unique_masks(jobs, masks)
+    unique, where = _unique_masks(_removed(ranks, jobs[s:s + MASK_CHUNK], counts, n_cells)
+                                  for s in range(0, len(jobs), MASK_CHUNK))
     size = chunk_size or forward_batch_size(model)
 
     def batches():
         everything = torch.ones(1, 1, h, w, dtype=torch.bool, device=device)
         yield torch.cat([x, _filled(x, everything, fill, substrate, gen)])
         for s in range(0, len(unique), size):
-            part = unique[s:s + size]
-            yield _filled(x.expand(len(part), -1, -1, -1), masks(part), fill, substrate, gen)
+            bits = np.unpackbits(unique[s:s + size], axis=1, count=h * w)
+            mask = torch.from_numpy(bits).view(-1, 1, h, w).to(device=device, dtype=torch.bool)
+            yield _filled(x.expand(len(mask), -1, -1, -1), mask, fill, substrate, gen)
 
     logits, probs, calls = _forward(model, batches(), int(target))
     curves = {name: _curves(_spread(vals, where), orders, m, n_steps)
@@ -211,20 +212,19 @@ def _removed(ranks: torch.Tensor, part: list, counts: list[int], n_cells: int) -
     return torch.where(lerf, ranks[idx] >= thr, ranks[idx] < thr)[:, None]
 
 
-def _unique_masks(jobs: list, masks, chunk: int = 256) -> tuple[list, torch.Tensor]:
-    """The jobs whose removed-pixel masks are distinct, and each job's index among them."""
+def _unique_masks(chunks: Iterable[torch.Tensor]) -> tuple[np.ndarray, torch.Tensor]:
+    """The distinct removed-pixel masks of every job, bit-packed (U, ceil(H W / 8)), and each
+    job's index among them (masks come in chunks of (n, 1, H, W))."""
     seen: dict[bytes, int] = {}
     unique, where = [], []
-    for s in range(0, len(jobs), chunk):
-        part = jobs[s:s + chunk]
-        packed = np.packbits(masks(part).reshape(len(part), -1).cpu().numpy(), axis=1)
-        for job, row in zip(part, packed):
+    for chunk in chunks:
+        for row in np.packbits(chunk.reshape(len(chunk), -1).cpu().numpy(), axis=1):
             key = row.tobytes()
             if key not in seen:
                 seen[key] = len(unique)
-                unique.append(job)
+                unique.append(row)
             where.append(seen[key])
-    return unique, torch.tensor(where, dtype=torch.long)
+    return np.stack(unique), torch.tensor(where, dtype=torch.long)
 
 
 def _spread(vals: list, where: torch.Tensor) -> list:
