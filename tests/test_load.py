@@ -278,7 +278,7 @@ def _variants(folder: Path) -> list[Path]:
 
 def test_sixteen_concurrent_requests_each_get_their_own_answer(
         client, url, any_model, bundled, monkeypatch, tmp_path):
-    from xai_app import ui
+    from xai_app import heap
 
     images = _variants(tmp_path)
     jobs_spec = []
@@ -309,7 +309,7 @@ def test_sixteen_concurrent_requests_each_get_their_own_answer(
         total_s = time.perf_counter() - t0
     assert pending > 0, "the health requests were answered during the load"
     assert health_s < 5, f"health answered in {health_s:.1f} s under load"
-    assert state["calls"] == 16 and state["max"] <= ui._concurrency(), state
+    assert state["calls"] == 16 and state["max"] <= heap.concurrency(), state
     for spec, want, got in zip(jobs_spec, expected, results, strict=True):
         items, _top5, _table, manifest, _sheet, _zip, _raw = got
         assert manifest["model"] == spec["model"]
@@ -327,7 +327,7 @@ def test_sixteen_concurrent_requests_each_get_their_own_answer(
 
 
 def test_queue_bound_refuses_the_excess_and_recovers(client, monkeypatch, tmp_path):
-    from xai_app import service, ui
+    from xai_app import heap, service, ui
 
     release = threading.Event()
 
@@ -341,7 +341,7 @@ def test_queue_bound_refuses_the_excess_and_recovers(client, monkeypatch, tmp_pa
     extra = 4
     jobs = []
     try:
-        for _ in range(ui.QUEUE_SIZE + ui._concurrency() + extra):
+        for _ in range(ui.QUEUE_SIZE + heap.concurrency() + extra):
             jobs.append(submit(client, small))
         deadline = time.time() + 60
         while time.time() < deadline and sum(job.done() for job in jobs) < extra:
@@ -357,7 +357,7 @@ def test_queue_bound_refuses_the_excess_and_recovers(client, monkeypatch, tmp_pa
             errors.append(str(exc))
     assert len(refused) >= extra, f"{len(refused)} refused of {len(jobs)}"
     assert sum("queue is full" in e.lower() for e in errors) >= extra, errors[:5]
-    assert sum("released by the test" in e for e in errors) <= ui.QUEUE_SIZE + ui._concurrency()
+    assert sum("released by the test" in e for e in errors) <= ui.QUEUE_SIZE + heap.concurrency()
     monkeypatch.undo()
     good_request_works(client)
 

@@ -20,14 +20,16 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def _workers() -> int:
+def concurrency() -> int:
+    """``XAI_CONCURRENCY``: computations at a time (the queue's limit and the compute
+    threads), at least 1; 1 when unset or not a number."""
     try:
         return max(1, int(os.environ.get("XAI_CONCURRENCY", "1")))
     except ValueError:
         return 1
 
 
-_POOL = ThreadPoolExecutor(max_workers=_workers(), thread_name_prefix="xai-compute")
+_POOL = ThreadPoolExecutor(max_workers=concurrency(), thread_name_prefix="xai-compute")
 
 
 def confined(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -19,7 +19,6 @@ Handlers live in :mod:`xai_app.events`, the words in :mod:`xai_app.choices`.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ import gradio as gr
 
 import xai
 
-from . import choices, events, gate, service, storage
+from . import choices, events, gate, heap, service, storage
 from .blocks import GatedBlocks
 from .compare import compare_tab
 from .embeddings_tab import embeddings_tab
@@ -50,13 +49,6 @@ MAX_FILE_SIZE = gate.MAX_IMAGE_BYTES  # uploads; data: URLs and URLs get the sam
 QUEUE_SIZE = 32
 TITLE = "xai · where does the classifier look?"
 explain, predict, layers, models = events.explain, events.predict, events.layers, events.models
-
-
-def _concurrency() -> int:
-    try:
-        return max(1, int(os.environ.get("XAI_CONCURRENCY", "1")))
-    except ValueError:
-        return 1
 
 
 def _clear_image_errors(image: gr.Image) -> gr.Image:
@@ -175,7 +167,7 @@ def _outputs(inputs: Inputs, limit: int) -> dict[str, Any]:
 def build_demo() -> gr.Blocks:
     """The app's Blocks, queued; launch it with :func:`launch`."""
     offered = service.offered_models()
-    limit = _concurrency()
+    limit = heap.concurrency()
     # run folders are served where they are: Gradio copies none of them into its cache
     gr.set_static_paths([storage.STORE.root])
     with GatedBlocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600),
