@@ -13,7 +13,7 @@ gradient: both cotangents go through one batched vector-Jacobian product.
 
 import torch
 
-from .base import CamMethod
+from .gradcam import GradCAM
 
 COMPARISONS = 3
 ALPHA = 1.0
@@ -48,12 +48,12 @@ def contrast_cotangent(logits: torch.Tensor, classes: list[int],
     return (dq * den - q * dp) / den**2
 
 
-class FinerCAM(CamMethod):
+class FinerCAM(GradCAM):
+    """Grad-CAM's weights (the gradients' spatial mean) on its own gradient."""
+
     name = "finercam"
     title = "Finer-CAM"
     aliases = ("finer-cam", "finer")
     gradient = "finer"
     in_all = False
 
-    def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-        return grads.mean(dim=(2, 3))

@@ -12,17 +12,16 @@ after the layer (ReLU, no attention or gating), H A = 0 and it equals Grad-CAM.
     heat = r.cam("shapleycam", "last")
 """
 
-import torch
 
-from .base import CamMethod
+from .gradcam import GradCAM
 
 
-class ShapleyCAM(CamMethod):
+class ShapleyCAM(GradCAM):
+    """Grad-CAM's weights (the gradients' spatial mean) on its own gradient."""
+
     name = "shapleycam"
     title = "ShapleyCAM"
     aliases = ("shapley-cam", "shapley")
     gradient = "shapley"
     in_all = False
 
-    def weights(self, acts: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
-        return grads.mean(dim=(2, 3))
