@@ -110,7 +110,8 @@ def gallery(result: Explanation, alpha: float = 0.5, colormap: str = "jet",
             panel: int = PANEL, drawn: dict | None = None) -> Image.Image:
     """One labelled PNG-ready grid: a block per target, rows = layers, columns = methods.
 
-    ``drawn`` may hold :func:`panels` already made per target index, to draw them only once.
+    ``drawn`` may hold :func:`panels` (and :func:`fused_panels`) already made per target
+    index, to draw them only once: the sheet is then drawn without torch.
     """
     methods = result.panel_methods
     head_f, col_f = font(18, True), font(15, True)
@@ -142,7 +143,7 @@ def gallery(result: Explanation, alpha: float = 0.5, colormap: str = "jet",
         if fused:
             _fused_row(canvas, draw, result, tgt.index, fused, methods,
                        (row_label_w, y + len(result.depths) * (panel + PAD), panel),
-                       alpha, colormap)
+                       alpha, colormap, pics)
         y += n_rows * (panel + PAD) + 14
     return canvas
 
@@ -197,14 +198,18 @@ def fused_panels(result: Explanation, target: int | str | None = None, alpha: fl
             for k in fusions_of(result)]
 
 
-def _fused_row(canvas, draw, result, target, fused, methods, at, alpha, colormap) -> None:
+def _fused_row(canvas, draw, result, target, fused, methods, at, alpha, colormap,
+               pics=()) -> None:
     row_label_w, ry, panel = at
     lines = ["fused", " + ".join(result.depths), "LayerCAM fusion,", "RefineCAM"]
     for k, line in enumerate(lines):
         fnt = font(13, True) if k == 0 else font(11)
         draw.text((PAD, ry + 4 + k * 17), _fit(line, fnt, row_label_w - 12),
                   fill=INK if k == 0 else MUTED, font=fnt)
+    ready = {m: p for p, m, d, _ in pics if d == FUSED}
     for method, kind in fused.items():
-        pic = overlay(result.image, fused_map(result, kind, target), alpha, colormap)
+        pic = ready.get(kind)
+        if pic is None:
+            pic = overlay(result.image, fused_map(result, kind, target), alpha, colormap)
         x = row_label_w + PAD + (1 + methods.index(method)) * (panel + PAD)
         canvas.paste(Image.fromarray(pic).resize((panel, panel), Image.BILINEAR), (x, ry))

@@ -16,7 +16,7 @@ from xai.engine import Explanation
 from xai.errors import UnknownModelError
 from xai.render import BG, INK, MUTED, PAD, colour_bar, font, method_title, overlay
 
-from . import choices, service, storage
+from . import choices, heap, service, storage
 from .events import Inputs, user_errors
 
 MIN_MODELS, MAX_MODELS = 2, 3
@@ -91,6 +91,7 @@ def table_rows(results: Sequence[Explanation]) -> list[list[str]]:
 
 
 @user_errors("compare the models")
+@heap.computes
 def compare(image: str | None, models: list[str], mode: str, method: str, target: str,
             fit: str, progress: gr.Progress = gr.Progress()) -> tuple[str, list[list[str]]]:
     """One image through 2 or 3 models: a labelled sheet (columns: models, rows: each

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from xai.errors import XaiError
 
-from . import storage
+from . import heap, storage
 from .storage import ExplainRun
 
 log = logging.getLogger("xai_app")
@@ -27,7 +27,8 @@ IDLE_S = 1.0  # a build not asked for starts this long after the answer (the ans
 # and the next request come first; /files starts it at once)
 RUN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 KEEP = 64  # finished builds remembered (their paths); older runs are read from disk
-_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xai-files")
+_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xai-files",
+                               initializer=heap.background)
 _BUILDS: OrderedDict[str, _Build] = OrderedDict()
 _LOCK = threading.Lock()
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import gradio as gr
 
-from . import concepts_view, insights, storage
+from . import concepts_view, heap, insights, storage
 from .events import Inputs, user_errors
 from .service import DEPTHS
 
@@ -23,6 +23,7 @@ the last layer the classes its vector scores highest."""
 
 
 @user_errors("compute the embeddings")
+@heap.computes
 def embeddings(image: str | None, model: str, mode: str, methods: list[str], target: str,
                fit: str, steps: float, sanity: bool, progress: gr.Progress = gr.Progress()
                ) -> tuple[Any, list[tuple[Any, str]], list[list[str]], str, list]:
@@ -39,6 +40,7 @@ def embeddings(image: str | None, model: str, mode: str, methods: list[str], tar
 
 
 @user_errors("compute the concepts")
+@heap.computes
 def dff_concepts(image: str | None, model: str, mode: str, fit: str, depth: str,
                  concepts: float) -> tuple[str, list[list[str]]]:
     """The DFF concepts' picture (a PNG path) and their top classes."""

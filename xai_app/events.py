@@ -165,7 +165,7 @@ def predict(image: str | None, model: str, fit: str = "crop",
 @user_errors("resolve the layers")
 def layers(model: str, mode: str) -> list[list[str]]:
     """The first/middle/last layers ``model`` resolves to in ``mode`` ("stages" or "convs")."""
-    return service.layer_rows(service.resolved_layers(model, mode))
+    return service.layer_rows(heap.confined(service.resolved_layers, model, mode))
 
 
 def models() -> list[str]:
@@ -245,7 +245,7 @@ def switch_model(model: str, last_good: str) -> tuple:
     log.info("model switch: %r (last working: %r)", model, last_good)
     try:
         name = service.check_model(model)
-        service.CACHE.get(name)
+        heap.confined(service.CACHE.get, name)
     except Exception as exc:  # any failure: back to the model that works
         if not isinstance(exc, XaiError):
             log.exception("loading %r failed", model)
@@ -259,7 +259,7 @@ def switch_model(model: str, last_good: str) -> tuple:
 def layer_names(model: str, mode: str) -> Any:
     """The layer list of the model on screen, for the "any layer" box."""
     try:
-        names = choices.layer_choices(service.check_model(model), mode)
+        names = heap.confined(choices.layer_choices, service.check_model(model), mode)
     except XaiError:
         names = []
     return gr.Dropdown(choices=names)

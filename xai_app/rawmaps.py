@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from xai.cams import GUIDED, get_method
-from xai.cams.fusion import FUSED, fusions_of, panel_map
+from xai.cams.fusion import FUSED, fusions_of
 from xai.engine import Explanation
 
 RAW_DIR = "raw"
@@ -67,24 +68,26 @@ def entries(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return manifest["files"]["overlays"]
 
 
-def write(result: Explanation, manifest: dict[str, Any], folder: Path,
-          zf: zipfile.ZipFile) -> list[Path]:
-    """Write every raw map listed by :func:`entries` into ``zf``, and the feature-map ones
-    into ``folder`` too; the paths of those files."""
+def write(manifest: dict[str, Any], maps: list[np.ndarray],
+          feature_maps: list[np.ndarray | None], folder: Path, zf: zipfile.ZipFile,
+          pause: Callable[[], None] = lambda: None) -> list[Path]:
+    """Write every raw map listed by :func:`entries` (``maps`` at image size and
+    ``feature_maps``, in the entries' order) into ``zf``, and the feature-map ones into
+    ``folder`` too; the paths of those files. ``pause()`` runs before each entry (the
+    background build lets requests go first there)."""
     paths = []
-    for entry in manifest["files"]["overlays"]:
+    for entry, image_size, fmap in zip(manifest["files"]["overlays"], maps, feature_maps,
+                                       strict=True):
         raw = entry.get("raw") or {}
-        arrays = {"image_size": panel_map(result, entry["method"], entry["depth"],
-                                          entry["target"])}
-        if "feature_map" in raw:
-            arrays["feature_map"] = feature_map(result, entry["method"], entry["depth"],
-                                                entry["target"])
-        for kind, arr in arrays.items():
-            data = npy_bytes(arr)
-            zf.writestr(raw[kind], data)
-            if kind == "feature_map":
-                path = folder / raw[kind]
-                path.parent.mkdir(exist_ok=True)
-                path.write_bytes(data)
-                paths.append(path)
+        pause()
+        # deflate level 1: float32 maps shrink as much as at the default level 6 (6.77 against
+        # 6.73 MB a run) for 12 % less CPU; stored they were 40 % larger
+        zf.writestr(raw["image_size"], npy_bytes(image_size), compresslevel=1)
+        if "feature_map" in raw and fmap is not None:
+            data = npy_bytes(fmap)
+            zf.writestr(raw["feature_map"], data)
+            path = folder / raw["feature_map"]
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(data)
+            paths.append(path)
     return paths

@@ -36,6 +36,7 @@ from xai.layers import MODES, LayerInfo
 from xai.models import LoadedModel
 from xai.render import method_title
 
+from . import heap
 from .storage import ExplainRun, RunStore, write_run
 
 log = logging.getLogger("xai_app")
@@ -265,9 +266,11 @@ def _predict(name: str, image: xai.images.ImageInput, fit: str) -> list[Predicti
     return xai.predict(CACHE.get(name), image, k=5, fit=fit)
 
 
+@heap.computes
 def warm_up(name: str | None = None) -> None:
     """Load the default model, trace its layers and run one prediction, before the first
-    visitor (the first request would otherwise pay for all three)."""
+    visitor (the first request would otherwise pay for all three); in the compute thread that
+    will serve the requests (:mod:`xai_app.heap`)."""
     model = CACHE.get(name or OFFERED_MODELS[0])
     for mode in ("stages", "convs"):
         xai.resolve_layer(model, "last", mode)

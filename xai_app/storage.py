@@ -43,7 +43,7 @@ from xai.engine import Explanation
 from xai.export import slug
 from xai.render import PAD, PANEL, fused_panels, gallery, panels
 
-from . import rawmaps
+from . import heap, rawmaps
 
 log = logging.getLogger("xai_app")
 
@@ -217,10 +217,12 @@ class ExplainRun:
     raw: list[Path] = field(default_factory=list)  # float32 .npy maps, once finished
 
     def finish(self) -> ExplainRun:
-        """Write the labelled sheet and the ZIP (once), then hand the folder to the budget."""
+        """Write the labelled sheet and the ZIP (once), then hand the folder to the budget.
+        The maps are read out in a compute thread (:mod:`xai_app.heap`: torch work), the rest
+        is drawn, encoded and written in the caller's thread."""
         if not self.done:
             try:
-                _write_files(self)
+                _write_files(self, heap.confined(_file_maps, self))
             finally:
                 self.close()
         return self
@@ -316,26 +318,47 @@ def _write_previews(result: Explanation, out: Path, stem: str,
     manifest = dict(result.manifest(), files=files,
                     app=dict(settings or {}, xai_version=xai.__version__))
     rawmaps.entries(manifest)
+    for tgt, pics in fused:  # the sheet's fused row: drawn once too
+        drawn[tgt.index] = drawn[tgt.index] + pics
     return ExplainRun(result, items, out / files["gallery"], out / f"{stem}_xai.zip", manifest,
                       store, drawn)
 
 
-def _write_files(run: ExplainRun) -> None:
-    """The labelled sheet and the ZIP, each written under a temporary name and renamed, so a
-    download never sees half a file."""
-    result = run.result
+@dataclass
+class FileMaps:
+    """The torch part of writing a run's files: per overlay entry its image-size map and its
+    feature-map one (None where there is none), in the manifest's order."""
+
+    maps: list[np.ndarray]
+    feature_maps: list[np.ndarray | None]
+
+
+def _file_maps(run: ExplainRun) -> FileMaps:
+    result, entries = run.result, run.manifest["files"]["overlays"]
+    return FileMaps(
+        [panel_map(result, e["method"], e["depth"], e["target"]) for e in entries],
+        [rawmaps.feature_map(result, e["method"], e["depth"], e["target"])
+         if "feature_map" in e.get("raw", {}) else None for e in entries])
+
+
+def _write_files(run: ExplainRun, drawn: FileMaps) -> None:
+    """The labelled sheet (from the panels drawn for the previews: no torch) and the ZIP, each
+    written under a temporary name and renamed, so a download never sees half a file."""
     alpha, colormap = look(run.manifest.get("app"))
-    sheet = gallery(result, alpha=alpha, colormap=colormap, drawn=run.drawn)
+    heap.wait_quiet()  # between steps, a request being computed goes first
+    sheet = gallery(run.result, alpha=alpha, colormap=colormap, drawn=run.drawn)
     part = run.sheet.with_name(run.sheet.name + ".part")
     part.write_bytes(_jpeg(sheet))
     part.replace(run.sheet)
+    heap.wait_quiet()
     part = run.zip.with_name(run.zip.name + ".part")
     with zipfile.ZipFile(part, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("manifest.json", json.dumps(run.manifest, indent=2))
-        zf.writestr("image.png", _png(result.image), compress_type=zipfile.ZIP_STORED)
-        for entry in run.manifest["files"]["overlays"]:  # PNG is deflated already
-            cam = panel_map(result, entry["method"], entry["depth"], entry["target"])
+        zf.writestr("image.png", _png(run.result.image), compress_type=zipfile.ZIP_STORED)
+        for entry, cam in zip(run.manifest["files"]["overlays"], drawn.maps, strict=True):
+            heap.wait_quiet()
             zf.writestr(entry["map"], _png((cam * 255).round().astype(np.uint8)),
-                        compress_type=zipfile.ZIP_STORED)
-        run.raw = rawmaps.write(result, run.manifest, run.sheet.parent, zf)
+                        compress_type=zipfile.ZIP_STORED)  # PNG is deflated already
+        run.raw = rawmaps.write(run.manifest, drawn.maps, drawn.feature_maps,
+                                run.sheet.parent, zf, heap.wait_quiet)
     part.replace(run.zip)
