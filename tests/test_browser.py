@@ -89,8 +89,13 @@ def target_options(page) -> list[str]:
 def test_upload_explain_and_see_the_gallery(browser, shots):
     page = open_app(browser)
     upload(page, "cat.png", "tabby")  # the upload alone predicts
+    calls: list[str] = []
+    page.on("request", lambda r: calls.append(r.url) if "/gradio_api/" in r.url else None)
     page.locator("#xai-run").click()
     captions = panels(page, 12)
+    # one queued answer lays the page out: no second round trip while the panels load
+    assert not [u for u in calls if "/run/predict" in u], calls
+    assert "tabby" in page.locator("#xai-head").inner_text()
     page.locator("#xai-zip").get_by_text(".zip").first.wait_for()
     assert all(CAPTION.match(c) for c in captions), captions
     assert columns(page, 4) == 4

@@ -120,6 +120,20 @@ def explain(image: str | None, model: str, mode: str, methods: list[str], target
     return run.gallery, scores, rows, run.manifest, None, None, None
 
 
+def explain_on_screen(image: str | None, model: str, mode: str, methods: list[str],
+                      target: str, top_k: float | None, guided: bool, fit: str,
+                      opacity: float, colormap: str, layer_row: str, layer: str,
+                      shown: int | None, progress: gr.Progress = gr.Progress()) -> tuple:
+    """The Explain button: :func:`explain`'s answer with the gallery laid out for the run (its
+    columns, when they change) and its header, so that the page needs no second round trip
+    while the panels load."""
+    answer = explain(image, model, mode, methods, target, top_k, guided, fit, opacity,
+                     colormap, layer_row, layer, progress=progress)
+    cols = choices.columns(answer[3])
+    gallery = answer[0] if cols == shown else gr.Gallery(value=answer[0], columns=cols)
+    return (gallery, *answer[1:], choices.header_html(answer[3]), cols)
+
+
 def explain_example(*args: Any, progress: gr.Progress = gr.Progress()) -> tuple:
     """An example row's whole answer, files included (examples are cached once: the wait for
     the files costs nothing later, and a cached answer needs no run on disk)."""

@@ -62,6 +62,7 @@ def wire(demo: gr.Blocks, inputs: Inputs, run: gr.Button, out: dict[str, Any], l
     tabs' embeddings and compare)."""
     outputs = [out["gallery"], out["predictions"], out["table"], out["manifest"],
                out["sheet_file"], out["zip"], out["raw"]]
+    out["shown"] = gr.State(None)  # the gallery's column count now
     compute = dict(COMPUTE, concurrency_limit=limit)
     _explain(inputs, run, out, outputs, compute)
     _image(demo, inputs, out, outputs, compute)
@@ -76,15 +77,18 @@ def wire(demo: gr.Blocks, inputs: Inputs, run: gr.Button, out: dict[str, Any], l
 def _explain(inputs: Inputs, run: gr.Button, out: dict[str, Any], outputs: list[Any],
              compute: dict[str, Any]) -> None:
     """Explain and the examples: the old results stay in view while queued (the header shows
-    the progress); the gallery's columns and header come from the run on screen."""
+    the progress). The button's answer lays out the gallery and its header itself (no second
+    round trip while the panels load); ``/explain`` is the same run without them."""
     run.click(None, js=SCROLL_TO_RESULTS, queue=False, **PRIVATE)
-    run.click(events.explain, inputs.as_list(), outputs, api_name="explain",
-              show_progress="full", show_progress_on=[out["header"]], **compute)
+    laid_out = [out["header"], out["shown"]]
+    run.click(events.explain_on_screen, [*inputs.as_list(), out["shown"]],
+              outputs + laid_out, show_progress="full", show_progress_on=[out["header"]],
+              **compute, **PRIVATE)
+    api = gr.Button(visible=False)  # /explain: the API's gallery, without the page's layout
+    api.click(events.explain, inputs.as_list(), outputs, api_name="explain", **compute)
     examples = _examples(inputs, outputs)
     examples.load_input_event.then(None, js=SCROLL_TO_RESULTS, queue=False, **PRIVATE)
-    shown = gr.State(None)  # the gallery's column count now
-    out["manifest"].change(events.show_run, [out["manifest"], shown],
-                           [out["gallery"], out["header"], shown], queue=False, **PRIVATE)
+    show_run_after(examples.load_input_event, out)
     files = [out["sheet_file"], out["zip"], out["raw"]]
     out["manifest"].change(events.run_files, out["manifest"], files, concurrency_id="files",
                            **PRIVATE)
@@ -96,6 +100,13 @@ def _explain(inputs: Inputs, run: gr.Button, out: dict[str, Any], outputs: list[
                  concurrency_id="files")
 
 
+def show_run_after(event: Any, out: dict[str, Any]) -> None:
+    """After ``event`` (an example, a clear, a model switch: anything but Explain that changes
+    the run on screen), the gallery's columns and header from that run."""
+    event.then(events.show_run, [out["manifest"], out["shown"]],
+               [out["gallery"], out["header"], out["shown"]], queue=False, **PRIVATE)
+
+
 def _image(demo: gr.Blocks, inputs: Inputs, out: dict[str, Any], outputs: list[Any],
            compute: dict[str, Any]) -> None:
     """A new image: its own top-5 (with the fit on screen) and targets; an upload or a clear
@@ -103,8 +114,8 @@ def _image(demo: gr.Blocks, inputs: Inputs, out: dict[str, Any], outputs: list[A
     image, model, fit, target = inputs.image, inputs.model, inputs.fit, inputs.target
     refresh = [image, model, fit, target], [out["predictions"], target]
     image.change(events.on_image, *refresh, show_progress="minimal", **compute, **PRIVATE)
-    image.upload(events.cleared, None, outputs, queue=False, **PRIVATE)
-    image.clear(events.cleared, None, outputs, queue=False, **PRIVATE)
+    show_run_after(image.upload(events.cleared, None, outputs, queue=False, **PRIVATE), out)
+    show_run_after(image.clear(events.cleared, None, outputs, queue=False, **PRIVATE), out)
     fit.input(events.on_settings, *refresh, show_progress="minimal", **compute, **PRIVATE)
     demo.load(events.on_settings, *refresh, queue=False, **PRIVATE)
     target.input(events.check_target, [target, model], target, queue=False, **PRIVATE)
@@ -126,6 +137,7 @@ def _model(demo: gr.Blocks, inputs: Inputs, out: dict[str, Any], outputs: list[A
     switched.then(events.layers, [model, mode], out["table"], show_progress="minimal",
                   api_name="layers_of_new_model", **compute, **PRIVATE)
     switched.then(events.layer_names, [model, mode], inputs.layer, queue=False, **PRIVATE)
+    show_run_after(switched, out)
     gr.on([demo.load, mode.change], events.layers, [model, mode], out["table"],
           api_name="layers", show_progress="minimal", **compute)
     gr.on([demo.load, mode.change], events.layer_names, [model, mode], inputs.layer,
