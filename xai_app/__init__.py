@@ -4,10 +4,10 @@ The ``xai`` library never imports this package; ``app.py`` at the repository roo
 
 Importing it first (as ``app.py`` does) sets ``OMP_WAIT_POLICY=PASSIVE`` unless it is set:
 the compute thread's OpenMP workers then sleep between parallel regions instead of spinning,
-which left the cores to the web server and the browser (click to gallery on the 2-core bench
-machine, medians of 8 clicks in two alternating pairs of runs: 284 and 308 ms against 387 and
-330 ms spinning). Libgomp reads it once, when torch loads: imported after torch, it does
-nothing.
+which leaves the cores to the web server (and, in the bench, the browser): click to gallery
+on the 2-core bench machine, three alternating pairs of runs (medians of 7 clicks), 251 / 269
+/ 298 ms against 269 / 281 / 306 ms spinning. Libgomp reads it once, when torch loads:
+imported after torch, it does nothing.
 """
 
 import os
