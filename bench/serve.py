@@ -26,9 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("XAI_APP_OUTPUT", tempfile.mkdtemp(prefix="xai-bench-app-"))
     os.environ["XAI_RANDOM_WEIGHTS"] = "1"
     sys.path.insert(0, str(ROOT))
-    from xai_app import service  # noqa: I001 (first: its OpenMP setting applies when torch loads)
-
     import torch
+
+    from xai_app import service
 
     torch.set_num_threads(args.threads)
     import app
