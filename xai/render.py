@@ -66,34 +66,21 @@ def method_title(method: str) -> str:
     return "Guided Grad-CAM" if method == GUIDED else (get_method(method).title or method)
 
 
-def panel_maps(result: Explanation, target: int | str | None = None
-               ) -> list[tuple[np.ndarray, str, str, str]]:
-    """Every panel of one target before colouring: (map in [0, 1] at image size, or Guided
-    Grad-CAM's RGB picture; method, depth, caption), rows = depths. The torch part of
-    :func:`panels`; :func:`draw_panel` colours one."""
-    out = []
-    for depth in result.depths:
-        layer = result.layer(depth)
-        for method in result.panel_methods:
-            pic = (result.guided_image(depth, target) if method == GUIDED
-                   else result.cam(method, depth, target))
-            caption = f"{method_title(method)} · {depth} · {layer.name} · {layer.size}"
-            out.append((pic, method, depth, caption))
-    return out
-
-
-def draw_panel(image: np.ndarray, panel: tuple[np.ndarray, str, str, str], alpha: float = 0.5,
-               colormap: str = "jet") -> tuple[np.ndarray, str, str, str]:
-    """One panel of :func:`panel_maps` (or :func:`fused_maps`) as an RGB picture: a map
-    overlaid on ``image``; a picture (Guided Grad-CAM) as it is. NumPy only."""
-    pic, *rest = panel
-    return (pic if pic.ndim == 3 else overlay(image, pic, alpha, colormap), *rest)
-
-
 def panels(result: Explanation, target: int | str | None = None, alpha: float = 0.5,
            colormap: str = "jet") -> list[tuple[np.ndarray, str, str, str]]:
     """Every panel for one target: (RGB image, method, depth, caption), rows = depths."""
-    return [draw_panel(result.image, p, alpha, colormap) for p in panel_maps(result, target)]
+    methods = result.panel_methods
+    out = []
+    for depth in result.depths:
+        layer = result.layer(depth)
+        for method in methods:
+            if method == GUIDED:
+                pic = result.guided_image(depth, target)
+            else:
+                pic = overlay(result.image, result.cam(method, depth, target), alpha, colormap)
+            caption = f"{method_title(method)} · {depth} · {layer.name} · {layer.size}"
+            out.append((pic, method, depth, caption))
+    return out
 
 
 def colour_bar(canvas: Image.Image, at: tuple[int, int], width: int, colormap: str = "jet"
@@ -201,21 +188,14 @@ def fused_columns(result: Explanation) -> dict[str, str]:
     return {FUSIONS[k][0]: k for k in fusions_of(result)}
 
 
-def fused_maps(result: Explanation, target: int | str | None = None
-               ) -> list[tuple[np.ndarray, str, str, str]]:
-    """The fused row of one target before colouring, as :func:`panel_maps`: (map, fusion,
-    ``"fused"``, caption), from the maps already computed (:func:`xai.cams.fusion.fusions_of`)."""
-    over = " + ".join(result.depths)
-    return [(fused_map(result, k, target), k, FUSED,
-             f"{FUSION_TITLES[k]} · fused {over} · {method_title(FUSIONS[k][0])} maps")
-            for k in fusions_of(result)]
-
-
 def fused_panels(result: Explanation, target: int | str | None = None, alpha: float = 0.5,
                  colormap: str = "jet") -> list[tuple[np.ndarray, str, str, str]]:
     """The fused row for one target, as :func:`panels`: (RGB image, fusion, ``"fused"``,
-    caption)."""
-    return [draw_panel(result.image, p, alpha, colormap) for p in fused_maps(result, target)]
+    caption), from the maps already computed (:func:`xai.cams.fusion.fusions_of`)."""
+    over = " + ".join(result.depths)
+    return [(overlay(result.image, fused_map(result, k, target), alpha, colormap), k, FUSED,
+             f"{FUSION_TITLES[k]} · fused {over} · {method_title(FUSIONS[k][0])} maps")
+            for k in fusions_of(result)]
 
 
 def _fused_row(canvas, draw, result, target, fused, methods, at, alpha, colormap,

@@ -30,7 +30,6 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,7 @@ import xai
 from xai.cams.fusion import fusions_of, panel_map
 from xai.engine import Explanation
 from xai.export import slug
-from xai.render import PAD, PANEL, draw_panel, fused_maps, gallery, panel_maps
+from xai.render import PAD, PANEL, fused_panels, gallery, panels
 
 from . import heap, rawmaps
 
@@ -200,9 +199,6 @@ class RunStore:
 
 
 STORE = RunStore()
-# colouring and JPEG encoding release the GIL: two panels at a time (NumPy and PIL only, so no
-# second OpenMP team, see xai_app.heap)
-_DRAW = ThreadPoolExecutor(max_workers=2, thread_name_prefix="xai-draw")
 
 
 @dataclass
@@ -305,33 +301,25 @@ def write_run(result: Explanation, stem: str, settings: dict[str, Any] | None = 
 def _write_previews(result: Explanation, out: Path, stem: str,
                     settings: dict[str, Any] | None, store: RunStore) -> ExplainRun:
     alpha, colormap = look(settings)
-    # the maps here (torch: the compute thread), coloured and encoded two at a time
-    maps = ([(t, panel_maps(result, t.index)) for t in result.targets]
-            + [(t, fused_maps(result, t.index)) for t in result.targets])  # fused row last
-    names = [(t, p, f"{t.index}-{slug(t.label)}_{slug(p[1])}_{slug(p[2])}")
-             for t, row in maps for p in row]
-
-    def draw(panel: tuple, file: Path) -> tuple[np.ndarray, str, str, str]:
-        drawn = draw_panel(result.image, panel, alpha, colormap)
-        file.write_bytes(_jpeg(drawn[0]))
-        return drawn
-
-    pics = list(_DRAW.map(draw, [p for _, p, _ in names],
-                          [out / f"{stem}_{name}.jpg" for *_, name in names]))
-    drawn: dict[int, list] = {t.index: [] for t in result.targets}  # the sheet's panels
+    drawn = {t.index: panels(result, t.index, alpha, colormap) for t in result.targets}
+    fused = [(tgt, fused_panels(result, tgt.index, alpha, colormap)) for tgt in result.targets]
     items, overlays = [], []  # the fused panels last: a short row that shifts no other row
-    for (tgt, _, name), (pic, method, depth, caption) in zip(names, pics, strict=True):
-        drawn[tgt.index].append((pic, method, depth, caption))
-        overlays.append({"file": f"{stem}_{name}.jpg", "map": f"maps/{name}.png",
-                         "method": method, "depth": depth, "target": tgt.index,
-                         "caption": caption})
-        items.append((str(out / f"{stem}_{name}.jpg"),
-                      f"{caption} · {tgt.label} {tgt.probability:.0%}"))
+    for tgt, pics in [(t, drawn[t.index]) for t in result.targets] + fused:
+        for pic, method, depth, caption in pics:
+            name = f"{tgt.index}-{slug(tgt.label)}_{slug(method)}_{slug(depth)}"
+            (out / f"{stem}_{name}.jpg").write_bytes(_jpeg(pic))
+            overlays.append({"file": f"{stem}_{name}.jpg", "map": f"maps/{name}.png",
+                             "method": method, "depth": depth, "target": tgt.index,
+                             "caption": caption})
+            items.append((str(out / f"{stem}_{name}.jpg"),
+                          f"{caption} · {tgt.label} {tgt.probability:.0%}"))
     files = {"gallery": f"{stem}_gallery.jpg", "image": "image.png", "overlays": overlays,
              "overlay": {"colormap": colormap, "alpha": alpha, "maps": "8-bit, map = value/255"}}
     manifest = dict(result.manifest(), files=files,
                     app=dict(settings or {}, xai_version=xai.__version__))
     rawmaps.entries(manifest)
+    for tgt, pics in fused:  # the sheet's fused row: drawn once too
+        drawn[tgt.index] = drawn[tgt.index] + pics
     return ExplainRun(result, items, out / files["gallery"], out / f"{stem}_xai.zip", manifest,
                       store, drawn)
 
