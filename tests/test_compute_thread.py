@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from xai import postprocess
-from xai_app import events, heap, service
+from xai_app import embeddings_tab, events, heap, service
 
 
 def test_every_torch_step_of_the_app_runs_in_a_compute_thread(monkeypatch, cat_path):
@@ -39,6 +39,8 @@ def test_every_torch_step_of_the_app_runs_in_a_compute_thread(monkeypatch, cat_p
             str(cat_path), "efficientnet_lite0", "stages", ["gradcam", "layercam"], "top-1", 1,
             False, "crop")
         sheet, archive, raw = events.files(manifest)  # built now, in the files thread
+        embeddings_tab.dff_concepts(str(cat_path), "efficientnet_lite0", "stages", "crop",
+                                    "last", 3)
     finally:
         hook.remove()
     assert len(seen) > 20
