@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from xai_app.storage import folder_bytes
+from xai_app.budget import folder_bytes
 
 GROWTH_LIMIT_PCT = 5.0
 

@@ -181,7 +181,7 @@ def request_rows(args: argparse.Namespace, images: dict[str, Path]) -> list[dict
 def memory_check(args: argparse.Namespace, image: Path, folder: Path) -> dict:
     """(g) on its own server, whose run folders and Gradio cache are known and budgeted."""
     from bench.app_memory import app_memory
-    from xai_app.storage import parse_bytes
+    from xai_app.budget import parse_bytes
 
     runs, cache = folder / "runs", folder / "gradio"
     port = free_port()

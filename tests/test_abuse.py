@@ -1,7 +1,7 @@
 """The running app under abuse, on loopback: bounded disk, one size and pixel limit on every way
 an image arrives, one clear message for every bad parameter, and a bounded soak.
 
-* the disk budget (``xai_app.storage.RunStore``): oldest runs go first, before writing; folders
+* the disk budget (``xai_app.budget.RunStore``): oldest runs go first, before writing; folders
   in use are kept; Gradio copies none of the returned files into its cache;
 * the image limits on each path: an upload, a ``data:`` URL, an http URL, a file path in the
   API payload (raw HTTP against ``/gradio_api/call/explain``, as any client could send);
@@ -27,7 +27,7 @@ from app_server import ROOT, call_with_files, running_app
 from PIL import Image
 from test_hostile_inputs import encode, png_header_only
 
-from xai_app import gate, storage
+from xai_app import budget, gate
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")]
@@ -92,11 +92,11 @@ def assert_serves(url: str) -> None:
 # --- the disk budget --------------------------------------------------------------------------
 
 def test_budget_sizes_parse():
-    assert storage.parse_bytes("1GB") == 10**9 and storage.parse_bytes("64 MiB") == 64 * 2**20
-    assert storage.parse_bytes("1500") == 1500 and storage.parse_bytes("0.5gb") == 5 * 10**8
+    assert budget.parse_bytes("1GB") == 10**9 and budget.parse_bytes("64 MiB") == 64 * 2**20
+    assert budget.parse_bytes("1500") == 1500 and budget.parse_bytes("0.5gb") == 5 * 10**8
     for bad in ("", "lots", "-1GB", "0", "1 TB"):
         with pytest.raises(ValueError, match="not a byte size"):
-            storage.parse_bytes(bad)
+            budget.parse_bytes(bad)
 
 
 def _fill(folder: Path, size: int) -> Path:
@@ -105,7 +105,7 @@ def _fill(folder: Path, size: int) -> Path:
 
 
 def test_budget_removes_the_oldest_runs_before_writing_and_keeps_busy_ones(tmp_path):
-    store = storage.RunStore(tmp_path, budget=10_000)
+    store = budget.RunStore(tmp_path, budget=10_000)
     runs = []
     for i in range(4):
         runs.append(_fill(store.reserve(3_000), 3_000))
@@ -128,9 +128,9 @@ def test_folders_left_by_an_earlier_process_are_measured_once_and_still_evicted(
         (tmp_path / f"run-old{i:02d}").mkdir()
         _fill(tmp_path / f"run-old{i:02d}", 100)
     walked = []
-    real = storage.folder_bytes
-    monkeypatch.setattr(storage, "folder_bytes", lambda p: walked.append(p) or real(p))
-    store = storage.RunStore(tmp_path, budget=10_000)
+    real = budget.folder_bytes
+    monkeypatch.setattr(budget, "folder_bytes", lambda p: walked.append(p) or real(p))
+    store = budget.RunStore(tmp_path, budget=10_000)
     for _ in range(5):
         store.release([_fill(store.reserve(100), 100)])
     old = [p for p in walked if p.name.startswith("run-old")]
@@ -140,7 +140,7 @@ def test_folders_left_by_an_earlier_process_are_measured_once_and_still_evicted(
 
 
 def test_budget_counts_uploads_and_removes_them_after_the_runs(tmp_path):
-    store = storage.RunStore(tmp_path / "runs", budget=10_000)
+    store = budget.RunStore(tmp_path / "runs", budget=10_000)
     (tmp_path / "up").mkdir()
     files = [tmp_path / "up" / f"upload{i}.png" for i in range(3)]
     for file in files:  # created in this order: ctime oldest first
@@ -159,11 +159,11 @@ def test_budget_counts_uploads_and_removes_them_after_the_runs(tmp_path):
 
 def test_budget_from_env(monkeypatch):
     monkeypatch.setenv("XAI_DISK_BUDGET", "300MB")
-    assert storage.budget_from_env() == 300 * 10**6
+    assert budget.budget_from_env() == 300 * 10**6
     monkeypatch.setenv("XAI_DISK_BUDGET", "much")
-    assert storage.budget_from_env() == storage.DEFAULT_BUDGET
+    assert budget.budget_from_env() == budget.DEFAULT_BUDGET
     monkeypatch.delenv("XAI_DISK_BUDGET")
-    assert storage.budget_from_env() == storage.DEFAULT_BUDGET == 10**9
+    assert budget.budget_from_env() == budget.DEFAULT_BUDGET == 10**9
 
 
 def test_returned_files_are_not_copied_into_gradios_cache(url):
@@ -178,11 +178,11 @@ def test_returned_files_are_not_copied_into_gradios_cache(url):
     kind, view = call(url, [file_data(path), "efficientnet_lite0", "stages", ["gradcam"],
                             "top-1", "crop", 4, False], "embeddings")
     assert kind == "complete" and len(view[1]) == 3
-    assert Path(view[0]["path"]).resolve().is_relative_to(storage.STORE.root.resolve())
+    assert Path(view[0]["path"]).resolve().is_relative_to(budget.STORE.root.resolve())
     new = {p for p in cache.rglob("*") if p.is_file()} - before
     assert {p.name for p in new} <= {"cat.png"}, sorted(p.name for p in new)
     files = [item["image"]["path"] for item in out[0]] + [out[4]["path"], out[5]["path"]]
-    root = storage.STORE.root.resolve()
+    root = budget.STORE.root.resolve()
     assert all(Path(f).resolve().is_relative_to(root) for f in files)
     served = httpx.get(out[5]["url"], timeout=30)  # the ZIP, served where it was written
     assert served.status_code == 200 and served.content == Path(out[5]["path"]).read_bytes()
@@ -218,10 +218,10 @@ def test_data_urls_get_the_upload_limits_and_are_never_decoded_by_gradio(url, mo
     bomb = data_url(png_header_only(8000, 6000))  # 48 Mpx declared, a few bytes long
     assert_message(*call(url, request({"url": bomb})), "pixel limit", "8000x6000")
     assert_message(*call(url, request("data:image/png;base64,@@@@")), "image", "base64")
-    before = set(storage.STORE.root.glob("in-*"))
+    before = set(budget.STORE.root.glob("in-*"))
     kind, out = call(url, request({"url": data_url(CAT.read_bytes())}))
     assert kind == "complete" and out[3]["predictions"][0]["label"] in ("tabby", "tiger cat")
-    made = set(storage.STORE.root.glob("in-*")) - before  # written once, not once per step
+    made = set(budget.STORE.root.glob("in-*")) - before  # written once, not once per step
     assert len(made) == 1 and (made.pop() / "image").read_bytes() == CAT.read_bytes()
 
 
@@ -294,7 +294,7 @@ def test_every_event_with_an_image_input_goes_through_the_gate(url, tmp_path):
 
     import app
 
-    store = storage.RunStore(tmp_path, budget=10**8)
+    store = budget.RunStore(tmp_path, budget=10**8)
     events = [fn for fn in app.demo.fns.values()
               if any(isinstance(block, gr.Image) for block in fn.inputs)]
     assert {"explain", "predict", "embeddings"} <= {fn.api_name for fn in events}
@@ -395,9 +395,9 @@ def test_soak_worst_case_requests_stay_within_budget_and_memory(url, tmp_path, m
     photo = Image.open(CAT).convert("RGB").resize((2000, 2000))
     noisy = np.asarray(photo, np.int16) + rng.integers(-24, 24, (2000, 2000, 3))
     jpeg = encode(Image.fromarray(noisy.clip(0, 255).astype(np.uint8)), "JPEG", quality=92)
-    monkeypatch.setattr(storage.STORE, "budget", SOAK_BUDGET)
+    monkeypatch.setattr(budget.STORE, "budget", SOAK_BUDGET)
     cache = Path(gr.utils.get_upload_folder())
-    cache_before = storage.folder_bytes(cache)
+    cache_before = budget.folder_bytes(cache)
     image = file_data(upload(url, jpeg, "large.jpg"))
     worst = request(image, methods=ALL_METHODS, top_k=5, guided=True)
     bad = [request(image, top_k="5"), request({"url": data_url(big_png(12))}), worst[:5]]
@@ -407,12 +407,12 @@ def test_soak_worst_case_requests_stay_within_budget_and_memory(url, tmp_path, m
             break
         kind, out = call_with_files(call, url, worst)
         assert kind == "complete" and len(out[0]) == 75, (kind, str(out)[:300])
-        run_bytes = storage.folder_bytes(Path(out[5]["path"]).parent)
+        run_bytes = budget.folder_bytes(Path(out[5]["path"]).parent)
         assert run_bytes <= 10**9 / 12, run_bytes  # 12 such requests fit the default 1 GB
         assert_message(*call(url, bad[i % len(bad)]))  # refused, in between
-        used.append(storage.STORE.used())
+        used.append(budget.STORE.used())
         assert used[-1] <= SOAK_BUDGET, used
-        assert storage.folder_bytes(cache) - cache_before <= len(jpeg) + 2**20  # the upload
+        assert budget.folder_bytes(cache) - cache_before <= len(jpeg) + 2**20  # the upload
         gc.collect()
         rss.append(_rss_mib())
     with capsys.disabled():

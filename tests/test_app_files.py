@@ -10,11 +10,11 @@ import zipfile
 
 from PIL import Image
 
-from xai_app import downloads, events, service, storage
+from xai_app import budget, downloads, events, service
 
 
 def test_files_asked_for_at_once_are_whole_and_the_maps_are_let_go(tmp_path, cat_path):
-    store = storage.RunStore(tmp_path, budget=10**9)
+    store = budget.RunStore(tmp_path, budget=10**9)
     run = service.explain("efficientnet_lite0", str(cat_path), store=store, finish=False)
     assert len(run.gallery) == 12 and all(Image.open(p).size[0] > 50 for p, _ in run.gallery)
     assert not run.sheet.exists() and not run.zip.exists()  # written after the answer

@@ -23,8 +23,8 @@ FIVE = list(xai.DEFAULT_METHODS) + ["layercam"]
 
 @pytest.fixture(scope="module")
 def app_run(tmp_path_factory):
-    from xai_app import service, storage
-    store = storage.RunStore(tmp_path_factory.mktemp("runs"), budget=10**9)
+    from xai_app import budget, service
+    store = budget.RunStore(tmp_path_factory.mktemp("runs"), budget=10**9)
     return service.explain("efficientnet_lite0", str(CAT), methods=FIVE, store=store)
 
 
@@ -48,8 +48,8 @@ def test_app_gallery_ends_with_the_fused_panels_from_the_same_maps(app_run):
 
 
 def test_default_gallery_has_no_fused_row(tmp_path):
-    from xai_app import service, storage
-    run = service.explain("efficientnet_lite0", str(CAT), store=storage.RunStore(
+    from xai_app import budget, service
+    run = service.explain("efficientnet_lite0", str(CAT), store=budget.RunStore(
         tmp_path, budget=10**9))
     assert len(run.gallery) == 12
     assert all(o["depth"] != FUSED for o in run.manifest["files"]["overlays"])

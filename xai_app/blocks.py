@@ -13,7 +13,7 @@ import gradio as gr
 from xai.errors import XaiError
 from xai.images import clean_text
 
-from . import gate, storage
+from . import budget, gate
 
 log = logging.getLogger("xai_app")
 
@@ -33,7 +33,7 @@ class GatedBlocks(gr.Blocks):
         try:
             if kwargs.get("iterator") is None:  # a generator's next step: checked already
                 inputs, made = await gate.check_call(
-                    name, inputs, Path(gr.utils.get_upload_folder()), storage.STORE, images)
+                    name, inputs, Path(gr.utils.get_upload_folder()), budget.STORE, images)
             return await super().process_api(block_fn, inputs, *args, **kwargs)
         except gr.Error:
             raise
@@ -48,4 +48,4 @@ class GatedBlocks(gr.Blocks):
             raise gr.Error(html.escape(f"the request could not be processed: {text}", quote=False),
                            title="Invalid request", print_exception=False) from None
         finally:
-            storage.STORE.release(made)
+            budget.STORE.release(made)

@@ -2,7 +2,7 @@
 background thread while the gallery is already on screen (``/explain`` answers without them);
 ``/files`` hands them over, waiting for the build if it comes first.
 
-A run is named by its folder (``run-`` + random letters, :class:`~xai_app.storage.RunStore`);
+A run is named by its folder (``run-`` + random letters, :class:`~xai_app.budget.RunStore`);
 a request names a folder, never a path: anything else is refused.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from xai.errors import XaiError
 
-from . import heap, storage
+from . import budget, heap
 from .storage import ExplainRun
 
 log = logging.getLogger("xai_app")
@@ -98,7 +98,7 @@ def files(name: object, timeout: float = WAIT_S, *, start: bool = True
         build.timer.join(timeout)  # started by then (the timer ran, or start() cancelled it)
         sheet, archive, raw = build.start().result(timeout=timeout)
         return sheet, archive, list(raw)
-    folder = storage.STORE.root / name
+    folder = budget.STORE.root / name
     sheets = sorted(folder.glob("*_gallery.jpg")) if folder.is_dir() else []
     zips = sorted(folder.glob("*_xai.zip")) if folder.is_dir() else []
     if not (sheets and zips):

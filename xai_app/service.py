@@ -37,7 +37,8 @@ from xai.models import LoadedModel
 from xai.render import method_title
 
 from . import heap
-from .storage import ExplainRun, RunStore, write_run
+from .budget import RunStore
+from .storage import ExplainRun, write_run
 
 log = logging.getLogger("xai_app")
 
@@ -354,7 +355,7 @@ def explain(name: str, image: xai.images.ImageInput, *, mode: str = "stages",
             on_step: Callable[[float, str], None] | None = None,
             depths: Sequence[str] = DEPTHS, look: dict | None = None) -> ExplainRun:
     """Validate every input, load the model (cached), explain, write the files (within the
-    disk budget of ``store``, default :data:`xai_app.storage.STORE`). ``finish=False`` writes
+    disk budget of ``store``, default :data:`xai_app.budget.STORE`). ``finish=False`` writes
     only the gallery previews: call ``run.finish()`` for the labelled sheet and the ZIP.
 
     ``on_step(fraction, text)`` reports progress. ``depths``: the rows (checked by the

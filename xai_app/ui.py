@@ -26,7 +26,7 @@ import gradio as gr
 
 import xai
 
-from . import choices, events, gate, heap, service, storage
+from . import budget, choices, events, gate, heap, service
 from .blocks import GatedBlocks
 from .compare import compare_tab
 from .embeddings_tab import embeddings_tab
@@ -169,10 +169,10 @@ def build_demo() -> gr.Blocks:
     offered = service.offered_models()
     limit = heap.concurrency()
     # run folders are served where they are: Gradio copies none of them into its cache
-    gr.set_static_paths([storage.STORE.root])
+    gr.set_static_paths([budget.STORE.root])
     with GatedBlocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600),
                      fill_width=True) as demo:
-        storage.STORE.uploads = demo.upload_file_set  # uploads count against the budget
+        budget.STORE.uploads = demo.upload_file_set  # uploads count against the budget
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
@@ -191,7 +191,7 @@ def launch(demo: gr.Blocks, **kwargs: Any) -> Any:
                                    show_error=False, run_history=False,
                                    footer_links=["api", "gradio"], css=CSS)
     options.update(kwargs)
-    storage.STORE.watch()  # the budget also holds between runs (uploads alone)
+    budget.STORE.watch()  # the budget also holds between runs (uploads alone)
     return demo.launch(**options)
 
 
