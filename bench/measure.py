@@ -184,3 +184,8 @@ def machine(device: torch.device) -> dict:
         except PackageNotFoundError:
             info[key] = None
     return info
+
+
+def log(msg: str) -> None:
+    """A timestamped progress line on stderr."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
