@@ -14,7 +14,9 @@ reasons measured on the 2-core machine (EfficientNet-Lite0, one /explain):
   request in lock contention; trimming the heap after each request made the next one fault its
   pages in again. Both measured, neither kept.)
 
-There are as many compute threads as XAI_CONCURRENCY (1 by default). Work done after the
+There are as many compute threads as XAI_CONCURRENCY (1 by default); each has its own team,
+so more than one pays the two-team cost unless the machine has cores for all their threads
+(torch threads × computations). Work done after the
 answer (a run's sheet and ZIP) runs at the lowest CPU priority (:func:`background`), so that
 it takes only what requests leave: back-to-back /explain requests otherwise shared the two
 cores with the previous requests' file builds (~350-500 ms of encoding each).
