@@ -129,9 +129,8 @@ def explain_on_screen(image: str | None, model: str, mode: str, methods: list[st
     while the panels load."""
     answer = explain(image, model, mode, methods, target, top_k, guided, fit, opacity,
                      colormap, layer_row, layer, progress=progress)
-    cols = choices.columns(answer[3])
-    gallery = answer[0] if cols == shown else gr.Gallery(value=answer[0], columns=cols)
-    return (gallery, *answer[1:], choices.header_html(answer[3]), cols)
+    gallery, header, cols = show_run(answer[3], shown, answer[0])
+    return (gallery, *answer[1:], header, cols)
 
 
 def explain_example(*args: Any, progress: gr.Progress = gr.Progress()) -> tuple:
@@ -285,11 +284,17 @@ def check_target(target: str, model: str) -> Any:
     return gr.Dropdown(info=f"no class named “{target[:40]}”.{hint}" if hint else TARGET_INFO)
 
 
-def show_run(manifest: dict | None, shown: int | None) -> tuple[Any, str, int]:
+def show_run(manifest: dict | None, shown: int | None, items: list | None = None
+             ) -> tuple[Any, str, int]:
     """Gallery columns and header from the run on screen (Explain, an example, a clear); the
-    gallery is only re-laid out when its column count ``shown`` changes."""
+    gallery is only re-laid out when its column count ``shown`` changes. With ``items`` (the
+    Explain answer's panels) the gallery gets them too; without, it keeps its own."""
     cols = choices.columns(manifest)
-    gallery = gr.skip() if cols == shown else gr.Gallery(columns=cols)
+    if cols == shown:
+        gallery = gr.skip() if items is None else items
+    else:
+        gallery = gr.Gallery(columns=cols) if items is None else gr.Gallery(value=items,
+                                                                            columns=cols)
     return gallery, choices.header_html(manifest), cols
 
 

@@ -16,10 +16,10 @@ reasons measured on the 2-core machine (EfficientNet-Lite0, one /explain):
 
 There are as many compute threads as XAI_CONCURRENCY (1 by default); each has its own team,
 so more than one pays the two-team cost unless the machine has cores for all their threads
-(torch threads × computations). Work done after the
-answer (a run's sheet and ZIP) runs at the lowest CPU priority (:func:`background`), so that
-it takes only what requests leave: back-to-back /explain requests otherwise shared the two
-cores with the previous requests' file builds (~350-500 ms of encoding each).
+(torch threads × computations). Work done after the answer (a run's sheet and ZIP) runs at the
+lowest CPU priority (:func:`background`) and waits between its steps while a computation runs
+(:func:`wait_quiet`), so that it takes only what requests leave: back-to-back /explain requests
+otherwise shared the two cores with the previous requests' file builds (~300-500 ms each).
 """
 
 from __future__ import annotations

@@ -72,7 +72,8 @@ def write(manifest: dict[str, Any], maps: list[np.ndarray],
           feature_maps: list[np.ndarray | None], folder: Path, zf: zipfile.ZipFile,
           pause: Callable[[], None] = lambda: None) -> list[Path]:
     """Write every raw map listed by :func:`entries` (``maps`` at image size and
-    ``feature_maps``, in the entries' order) into ``zf``, and the feature-map ones into
+    ``feature_maps``, None where the entry has no ``raw/…_fmap.npy``, in the entries' order)
+    into ``zf``, and the feature-map ones into
     ``folder`` too; the paths of those files. ``pause()`` runs before each entry (the
     background build lets requests go first there)."""
     paths = []
@@ -83,7 +84,7 @@ def write(manifest: dict[str, Any], maps: list[np.ndarray],
         # deflate level 1: float32 maps shrink as much as at the default level 6 (6.77 against
         # 6.73 MB a run) for 12 % less CPU; stored they were 40 % larger
         zf.writestr(raw["image_size"], npy_bytes(image_size), compresslevel=1)
-        if "feature_map" in raw and fmap is not None:
+        if fmap is not None:  # None where the entry has no feature-map file
             data = npy_bytes(fmap)
             zf.writestr(raw["feature_map"], data)
             path = folder / raw["feature_map"]
