@@ -93,8 +93,12 @@ def test_upload_explain_and_see_the_gallery(browser, shots):
     page.on("request", lambda r: calls.append(r.url) if "/gradio_api/" in r.url else None)
     page.locator("#xai-run").click()
     captions = panels(page, 12)
-    # one queued answer lays the page out: no second round trip while the panels load
+    # one queued answer lays the page out and carries the panels: no second round trip, no
+    # request per panel
     assert not [u for u in calls if "/run/predict" in u], calls
+    assert not [u for u in calls if "/file=" in u and u.endswith(".jpg")], calls
+    sources = page.evaluate("[...document.querySelectorAll('#xai-gallery img')].map(i => i.src)")
+    assert all(s.startswith("data:image/jpeg;run=run-") for s in sources), sources[0][:80]
     assert "tabby" in page.locator("#xai-head").inner_text()
     page.locator("#xai-zip").get_by_text(".zip").first.wait_for()
     assert all(CAPTION.match(c) for c in captions), captions

@@ -19,7 +19,7 @@ import gradio as gr
 import xai
 from xai.errors import TargetError, XaiError
 
-from . import choices, downloads, heap, service
+from . import choices, downloads, heap, inline_gallery, service
 
 log = logging.getLogger("xai_app")
 N_OUTPUTS = 7  # gallery, predictions, layer table, manifest, sheet, ZIP, raw maps
@@ -86,6 +86,29 @@ def _look(opacity: object, colormap: object) -> dict[str, Any]:
     return {"alpha": float(opacity), "colormap": str(colormap)}
 
 
+def _explained(image: str | None, model: str, mode: str, methods: list[str], target: str,
+               top_k: float | None, guided: bool, fit: str, opacity: float, colormap: str,
+               layer_row: str, layer: str, progress: gr.Progress) -> tuple:
+    """One run with its previews written, its files started in the background: the run,
+    top-5 and the layer table."""
+    look, depths = _look(opacity, colormap), choices.rows(layer_row, layer)
+    try:
+        run = heap.confined(service.explain, model, image, mode=mode, methods=methods,
+                            target=target, top_k=top_k, guided=guided, fit=fit, finish=False,
+                            depths=depths, look=look, on_step=_late_steps(progress, model))
+    except TargetError as exc:
+        hint = choices.did_you_mean(target, service.model_labels(str(model).strip()))
+        raise TargetError(f"{exc}.{hint}" if hint else str(exc)) from None
+    try:
+        rows = service.layer_rows(run.result.layers)
+        scores = service.label_scores(run.result.predictions, run.result.labels)
+        downloads.build_later(run)
+    except BaseException:
+        run.close()  # the budget may take the folder
+        raise
+    return run, scores, rows
+
+
 @user_errors("explain the image")
 def explain(image: str | None, model: str, mode: str, methods: list[str], target: str,
             top_k: float | None, guided: bool, fit: str, opacity: float = 0.5,
@@ -102,35 +125,24 @@ def explain(image: str | None, model: str, mode: str, methods: list[str], target
     written in the background: ``/files`` with the manifest's ``run`` returns them (these
     three outputs are None here).
     """
-    look, depths = _look(opacity, colormap), choices.rows(layer_row, layer)
-    try:
-        run = heap.confined(service.explain, model, image, mode=mode, methods=methods,
-                            target=target, top_k=top_k, guided=guided, fit=fit, finish=False,
-                            depths=depths, look=look, on_step=_late_steps(progress, model))
-    except TargetError as exc:
-        hint = choices.did_you_mean(target, service.model_labels(str(model).strip()))
-        raise TargetError(f"{exc}.{hint}" if hint else str(exc)) from None
-    try:
-        rows = service.layer_rows(run.result.layers)
-        scores = service.label_scores(run.result.predictions, run.result.labels)
-        downloads.build_later(run)
-    except BaseException:
-        run.close()  # the budget may take the folder
-        raise
+    run, scores, rows = _explained(image, model, mode, methods, target, top_k, guided, fit,
+                                   opacity, colormap, layer_row, layer, progress)
     return run.gallery, scores, rows, run.manifest, None, None, None
 
 
+@user_errors("explain the image")
 def explain_on_screen(image: str | None, model: str, mode: str, methods: list[str],
                       target: str, top_k: float | None, guided: bool, fit: str,
                       opacity: float, colormap: str, layer_row: str, layer: str,
                       shown: int | None, progress: gr.Progress = gr.Progress()) -> tuple:
-    """The Explain button: :func:`explain`'s answer with the gallery laid out for the run (its
-    columns, when they change) and its header, so that the page needs no second round trip
-    while the panels load."""
-    answer = explain(image, model, mode, methods, target, top_k, guided, fit, opacity,
-                     colormap, layer_row, layer, progress=progress)
-    gallery, header, cols = show_run(answer[3], shown, answer[0])
-    return (gallery, *answer[1:], header, cols)
+    """The Explain button: :func:`explain`'s answer with the panels inside it (no file
+    request per panel, up to :data:`inline_gallery.MAX_INLINE_BYTES`), the gallery laid out
+    for the run (its columns, when they change) and its header."""
+    run, scores, rows = _explained(image, model, mode, methods, target, top_k, guided, fit,
+                                   opacity, colormap, layer_row, layer, progress)
+    items = inline_gallery.items(run.gallery, run.previews)
+    gallery, header, cols = show_run(run.manifest, shown, items)
+    return gallery, scores, rows, run.manifest, None, None, None, header, cols
 
 
 def explain_example(*args: Any, progress: gr.Progress = gr.Progress()) -> tuple:
@@ -293,8 +305,8 @@ def show_run(manifest: dict | None, shown: int | None, items: list | None = None
     if cols == shown:
         gallery = gr.skip() if items is None else items
     else:
-        gallery = gr.Gallery(columns=cols) if items is None else gr.Gallery(value=items,
-                                                                            columns=cols)
+        gallery = (gr.Gallery(columns=cols) if items is None
+                   else inline_gallery.Gallery(value=items, columns=cols))
     return gallery, choices.header_html(manifest), cols
 
 

@@ -53,6 +53,7 @@ class ExplainRun:
     drawn: dict[int, list] = field(default_factory=dict, repr=False)  # panels per target
     done: bool = False
     raw: list[Path] = field(default_factory=list)  # float32 .npy maps, once finished
+    previews: list[bytes] = field(default_factory=list, repr=False)  # the gallery's JPEGs
 
     def finish(self) -> ExplainRun:
         """Write the labelled sheet and the ZIP (once), then hand the folder to the budget.
@@ -141,11 +142,12 @@ def _write_previews(result: Explanation, out: Path, stem: str,
     alpha, colormap = look(settings)
     drawn = {t.index: panels(result, t.index, alpha, colormap) for t in result.targets}
     fused = [(tgt, fused_panels(result, tgt.index, alpha, colormap)) for tgt in result.targets]
-    items, overlays = [], []  # the fused panels last: a short row that shifts no other row
+    items, overlays, previews = [], [], []  # the fused panels last: shifts no other row
     for tgt, pics in [(t, drawn[t.index]) for t in result.targets] + fused:
         for pic, method, depth, caption in pics:
             name = f"{tgt.index}-{slug(tgt.label)}_{slug(method)}_{slug(depth)}"
-            (out / f"{stem}_{name}.jpg").write_bytes(_jpeg(pic))
+            previews.append(_jpeg(pic))
+            (out / f"{stem}_{name}.jpg").write_bytes(previews[-1])
             overlays.append({"file": f"{stem}_{name}.jpg", "map": f"maps/{name}.png",
                              "method": method, "depth": depth, "target": tgt.index,
                              "caption": caption})
@@ -159,7 +161,7 @@ def _write_previews(result: Explanation, out: Path, stem: str,
     for tgt, pics in fused:  # the sheet's fused row: drawn once too
         drawn[tgt.index] = drawn[tgt.index] + pics
     return ExplainRun(result, items, out / files["gallery"], out / f"{stem}_xai.zip", manifest,
-                      store, drawn)
+                      store, drawn, previews=previews)
 
 
 @dataclass

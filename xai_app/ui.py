@@ -26,7 +26,7 @@ import gradio as gr
 
 import xai
 
-from . import budget, choices, events, gate, heap, service
+from . import budget, choices, events, gate, heap, inline_gallery, service
 from .blocks import GatedBlocks
 from .compare import compare_tab
 from .embeddings_tab import embeddings_tab
@@ -47,6 +47,10 @@ log = logging.getLogger("xai_app")
 ROOT = Path(__file__).resolve().parent.parent
 MAX_FILE_SIZE = gate.MAX_IMAGE_BYTES  # uploads; data: URLs and URLs get the same limit
 QUEUE_SIZE = 32
+# browser sessions whose on-screen values Gradio keeps (oldest dropped first): each holds its
+# last answer, inline panels included (<= 1.33 x inline_gallery.MAX_INLINE_BYTES), so at most
+# ~270 MB; a dropped session's page keeps working and lays its gallery out afresh
+SESSIONS = 200
 TITLE = "xai · where does the classifier look?"
 explain, predict, layers, models = events.explain, events.predict, events.layers, events.models
 
@@ -132,7 +136,7 @@ def _outputs(inputs: Inputs, limit: int) -> dict[str, Any]:
     with gr.Tabs(elem_id="xai-results"):
         with gr.Tab("Gallery", id="gallery"):
             out["header"] = gr.HTML(choices.header_html(None), elem_id="xai-header")
-            out["gallery"] = gr.Gallery(
+            out["gallery"] = inline_gallery.Gallery(
                 label="Gallery: rows are layers, columns are methods", show_label=False,
                 columns=len(METHOD_CHOICES), format="jpeg", object_fit="contain",
                 height="auto", elem_id="xai-gallery", interactive=False,
@@ -186,9 +190,11 @@ def build_demo() -> gr.Blocks:
 
 
 def launch(demo: gr.Blocks, **kwargs: Any) -> Any:
-    """``demo.launch`` with the app's limits: upload size, no monitoring, no run history."""
+    """``demo.launch`` with the app's limits: upload size, sessions kept, no monitoring, no run
+    history."""
     options: dict[str, Any] = dict(max_file_size=MAX_FILE_SIZE, enable_monitoring=False,
                                    show_error=False, run_history=False,
+                                   state_session_capacity=SESSIONS,
                                    footer_links=["api", "gradio"], css=CSS)
     options.update(kwargs)
     budget.STORE.watch()  # the budget also holds between runs (uploads alone)
