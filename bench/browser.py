@@ -33,8 +33,8 @@ PROBE = """() => { const gallery = document.querySelector('#xai-gallery');
     requestAnimationFrame(() => { if (t.ready === null) { t.ready = performance.now();
       done(t); } }); };
   window.__xaiSeen?.disconnect();
-  const changed = window.__xaiSeen = new MutationObserver(() => { if (t.answer === null) {
-    t.answer = performance.now(); } check(); });
+  const changed = window.__xaiSeen = new MutationObserver(() => {
+    if (t.click !== null && t.answer === null) { t.answer = performance.now(); } check(); });
   changed.observe(gallery, {subtree: true, childList: true, attributes: true});
   gallery.addEventListener('load', check, {capture: true});
   document.querySelector('#xai-run').addEventListener('click', () => {

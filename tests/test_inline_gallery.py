@@ -54,7 +54,7 @@ def test_a_run_over_the_limit_or_the_api_gets_file_paths(cat_run):
 
 
 def test_names_cannot_break_out_of_the_data_url():
-    url = Inline(b"x", 'a;b,c"<d>.jpg', "run-1;base64,").url()
+    url = Inline(b"x", 'a;b,c"<d>é.jpg', "run-1;base64,").url()
     params, raw = decoded(url)
     assert params == {"run": "run-1base64", "name": "abcd.jpg"} and raw == b"x"
 
@@ -64,9 +64,12 @@ def test_the_button_inlines_and_the_api_does_not(cat_path):
             1, False, "crop", 0.5, "jet", "none", "")
     api = events.explain(*args)
     assert all(isinstance(path, str) for path, _ in api[0])
-    gallery, *_, header, cols = events.explain_on_screen(*args, None)
+    gallery, _, _, manifest, *_, header, cols = events.explain_on_screen(*args, None)
     assert cols == 2 and "tabby" in header
     assert [item["image"]["url"][:16] for item in gallery.value] == ["data:image/jpeg;"] * 6
+    for answer in (api[3], manifest):  # the files are still built for both
+        sheet, archive, raw = events.files(answer)
+        assert Path(archive).stat().st_size > 0 and len(raw) == 6
 
 
 def test_the_subclass_writes_no_stub_and_session_memory_is_bounded():

@@ -93,7 +93,7 @@ def items(gallery: list[tuple[str, str]], encoded: list[bytes],
 
 
 def _token(text: str) -> str:
-    return "".join(c for c in text if c.isalnum() or c in "._-")
+    return "".join(c for c in text if c.isascii() and (c.isalnum() or c in "._-"))
 
 
 def _inline(item: Any) -> Inline | None:
