@@ -66,7 +66,9 @@ def test_the_button_inlines_and_the_api_does_not(cat_path):
     assert all(isinstance(path, str) for path, _ in api[0])
     gallery, _, _, manifest, *_, header, cols = events.explain_on_screen(*args, None)
     assert cols == 2 and "tabby" in header
-    assert [item["image"]["url"][:16] for item in gallery.value] == ["data:image/jpeg;"] * 6
+    assert gallery["columns"] == 2 and all(isinstance(m, Inline) for m, _ in gallery["value"])
+    shown = Gallery().postprocess(gallery["value"]).model_dump()
+    assert [item["image"]["url"][:16] for item in shown] == ["data:image/jpeg;"] * 6
     for answer in (api[3], manifest):  # the files are still built for both
         sheet, archive, raw = events.files(answer)
         assert Path(archive).stat().st_size > 0 and len(raw) == 6

@@ -304,9 +304,9 @@ def show_run(manifest: dict | None, shown: int | None, items: list | None = None
     cols = choices.columns(manifest)
     if cols == shown:
         gallery = gr.skip() if items is None else items
-    else:
-        gallery = (gr.Gallery(columns=cols) if items is None
-                   else inline_gallery.Gallery(value=items, columns=cols))
+    else:  # an update, not a component: the items are processed once, by the page's gallery
+        gallery = gr.update(columns=cols) if items is None else gr.update(value=items,
+                                                                          columns=cols)
     return gallery, choices.header_html(manifest), cols
 
 
